@@ -1,0 +1,73 @@
+# ciq: raw files -> contract checks -> typed Parquet -> dbt on DuckDB -> causal-ready data.
+# `make all` then `make test` on a fresh machine; `make help` lists everything.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+DATASET ?= events
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CIQ := $(BIN)/ciq
+DBT := $(BIN)/dbt
+DBT_FLAGS := --project-dir dbt_project --profiles-dir .
+export CIQ_HOME := $(CURDIR)
+
+.PHONY: help setup all init load generate build summary test lint format docs bench sample clean
+
+help: ## list the targets (DATASET=<name> picks the dataset, default events)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(VENV)/.installed ## create .venv (if missing) and install ciq with its test tools
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+all: setup ## load DATASET's raw files (the bundled sample for events), dbt build, show results
+	$(CIQ) init $(DATASET)
+	$(CIQ) load $(DATASET)
+	$(CIQ) build $(DATASET)
+
+init: setup ## copy the bundled sample into data/raw/DATASET/ when that folder is empty
+	$(CIQ) init $(DATASET)
+
+load: setup ## check data/raw/DATASET/ against contracts/DATASET.yml and stage it as Parquet
+	$(CIQ) load $(DATASET)
+
+generate: setup ## write the dbt sources, docs and tests of DATASET from its contract
+	$(CIQ) generate $(DATASET)
+
+build: setup ## generate, then `dbt build` DATASET on DuckDB and print the diagnostics
+	$(CIQ) build $(DATASET)
+
+summary: setup ## print the overlap and balance results of the last build
+	$(CIQ) summary $(DATASET)
+
+test: setup lint ## run the test suite (real dbt, DuckDB files, every rule) after the linters
+	$(BIN)/pytest -q
+
+lint: setup ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+docs: setup ## generate the dbt docs of DATASET and serve them on http://localhost:8080
+	$(CIQ) generate $(DATASET)
+	$(DBT) docs generate $(DBT_FLAGS)
+	$(DBT) docs serve $(DBT_FLAGS) --port 8080 --no-browser
+
+bench: setup ## benchmarks: loader vs DuckDB COPY, propensity + diagnostics per 1M rows
+	$(BIN)/python bench/run.py
+
+sample: setup ## regenerate the small tracked sample in data/samples/events/
+	$(BIN)/python -c "from pathlib import Path; from loaders.sample_data import write_sample; print(write_sample(Path('data/samples/events')))"
+
+clean: ## remove staged data, rejects, the warehouse and dbt's target/ (raw files stay)
+	rm -rf data/staged data/rejects warehouse/*.duckdb warehouse/*.wal dbt_project/target dbt_project/logs logs

@@ -1,0 +1,56 @@
+"""Where things live. Every path derives from the project root (`CIQ_HOME`, default: the cwd)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATASET = "events"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The folders of one ciq project root."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        """The project root named by `CIQ_HOME`, or the current directory."""
+        return cls(Path(os.environ.get("CIQ_HOME", ".")).resolve())
+
+    @property
+    def contracts(self) -> Path:
+        return self.root / "contracts"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def dbt_project(self) -> Path:
+        return self.root / "dbt_project"
+
+    @property
+    def macros(self) -> Path:
+        return self.root / "macros"
+
+    @property
+    def warehouse(self) -> Path:
+        return Path(os.environ.get("CIQ_WAREHOUSE", self.root / "warehouse" / "ciq.duckdb"))
+
+    def contract_file(self, dataset: str) -> Path:
+        return self.contracts / f"{dataset}.yml"
+
+    def samples(self, dataset: str) -> Path:
+        return self.data / "samples" / dataset
+
+    def raw(self, dataset: str) -> Path:
+        return self.data / "raw" / dataset
+
+    def staged(self, dataset: str) -> Path:
+        return self.data / "staged" / dataset
+
+    def rejects(self, dataset: str) -> Path:
+        return self.data / "rejects" / dataset

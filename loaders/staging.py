@@ -1,0 +1,358 @@
+"""`ciq load`: raw CSV files -> contract-checked, typed Parquet plus rejects, written atomically.
+
+Per file, DuckDB makes two passes: one ordered COPY reads the CSV as text, casts every column and
+evaluates all contract rules at once (a row flag, plus the raw record of rows that fail); a second,
+cheap pass over that Parquet splits it into the staged file (with the source row number) and the
+rejects (one row per broken rule, with the raw value).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from loaders import csv_files
+from loaders.checks import all_checks, row_failures, row_is_valid, typed
+from loaders.contract import Contract
+from loaders.errors import LoadError, RejectsExceeded
+from loaders.settings import Paths
+from loaders.sql import literal, quote_ident
+
+MANIFEST = "_load_manifest.json"
+
+
+@dataclass
+class FileResult:
+    """What loading one raw file produced."""
+
+    source: str
+    rows_read: int
+    rows_staged: int
+    rows_rejected: int
+    rejects_by_rule: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class LoadResult:
+    """What a whole `ciq load` produced."""
+
+    dataset: str
+    files: list[FileResult]
+    staged_dir: Path
+    rejects_dir: Path
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def rows_staged(self) -> int:
+        return sum(f.rows_staged for f in self.files)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rows_rejected for f in self.files)
+
+    def rejects_by_rule(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for result in self.files:
+            total.update(result.rejects_by_rule)
+        return total
+
+    def summary(self) -> str:
+        rules = ", ".join(f"{rule}: {n}" for rule, n in sorted(self.rejects_by_rule().items()))
+        lines = [
+            f"{self.dataset}: {len(self.files)} file(s), {self.rows_read} rows read -> "
+            f"{self.rows_staged} staged, {self.rows_rejected} rejected"
+            + (f" ({rules})" if rules else ""),
+            f"  staged:  {self.staged_dir}",
+        ]
+        if self.rows_rejected:
+            lines.append(f"  rejects: {self.rejects_dir}")
+        return "\n".join(lines)
+
+
+def check_columns(path: Path, header: list[str], contract: Contract) -> None:
+    """Refuse a file with a leakage column, a column the contract lacks, or a missing column."""
+    for name in header:
+        pattern = contract.leakage_pattern(name)
+        if pattern is not None:
+            raise LoadError(
+                f"{path}: column {name!r} matches the leakage deny-list pattern {pattern!r} "
+                f"of {contract.path.name}; remove it from the file (it could leak the outcome)"
+            )
+    unknown = [name for name in header if name not in contract.column_names]
+    if unknown:
+        raise LoadError(
+            f"{path}: column(s) {', '.join(map(repr, unknown))} are not in {contract.path.name}; "
+            "declare them in the contract's 'types' or remove them from the file"
+        )
+    missing = [name for name in contract.column_names if name not in header]
+    if missing:
+        raise LoadError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
+
+
+class FileLoader:
+    """Loads one CSV file of a dataset into a staged and a rejects Parquet file."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+        self.con = connection
+        self.contract = contract
+
+    def load(self, path: Path, staged: Path, rejects: Path, scratch: Path) -> FileResult:
+        started = time.perf_counter()
+        header = csv_files.read_header(path, self.contract.csv)
+        check_columns(path, header, self.contract)
+        checked = scratch / f"{csv_files.stem(path)}.checked.parquet"
+        try:
+            self.check(path, header, checked)
+            result = self.split(path, header, checked, staged, rejects)
+        except duckdb.Error as exc:
+            raise LoadError(f"{path}: {_first_line(exc)}") from None
+        finally:
+            checked.unlink(missing_ok=True)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def check(self, path: Path, header: list[str], target: Path) -> None:
+        """Pass 1: cast and check every row, in file order, into an uncompressed scratch file."""
+        names = self.contract.column_names
+        raw_of = {name: f"source.{quote_ident(name)}" for name in names}
+        value_of = {c.name: typed(raw_of[c.name], c) for c in self.contract.columns}
+        casts = ", ".join(f"{value_of[name]} as {quote_ident(name)}" for name in names)
+        is_valid = row_is_valid(all_checks(self.contract, raw_of, value_of))
+        self.con.execute(
+            f"""
+            copy (
+                select {casts}, {is_valid} as __ok
+                from {csv_files.read_csv_sql(path, header, self.contract.csv)} as source
+            ) to {literal(str(target))} (format parquet, compression uncompressed)
+            """
+        )
+
+    def split(
+        self, path: Path, header: list[str], checked: Path, staged: Path, rejects: Path
+    ) -> FileResult:
+        """Pass 2: staged rows with their record number; pass 3, only if needed: rejects."""
+        columns = ", ".join(quote_ident(name) for name in self.contract.column_names)
+        scan = f"read_parquet({literal(str(checked))}, file_row_number = true)"
+        staged_rows = self.con.execute(
+            f"""
+            copy (
+                select {columns}, {literal(path.name)} as _source_file,
+                    file_row_number + 1 as _source_row
+                from {scan} where __ok
+            ) to {literal(str(staged))} (format parquet)
+            """
+        ).fetchone()[0]
+        rows_read = self.con.execute(
+            f"select sum(num_rows) from parquet_file_metadata({literal(str(checked))})"
+        ).fetchone()[0]
+        result = FileResult(path.name, int(rows_read), int(staged_rows), 0)
+        result.rows_rejected = result.rows_read - result.rows_staged
+        if result.rows_rejected:
+            result.rejects_by_rule = self.write_rejects(path, header, scan, rejects)
+        return result
+
+    def write_rejects(
+        self, path: Path, header: list[str], scan: str, target: Path
+    ) -> dict[str, int]:
+        """One reject row per broken rule: file, record, line, column, rule, raw value, detail.
+
+        The raw text of the failing records is read again from the CSV, numbered in file order.
+        """
+        raw_of = {name: f"source.{quote_ident(name)}" for name in self.contract.column_names}
+        value_of = {c.name: typed(raw_of[c.name], c) for c in self.contract.columns}
+        failures = row_failures(all_checks(self.contract, raw_of, value_of), raw_of)
+        source = csv_files.read_csv_sql(path, header, self.contract.csv)
+        self.con.execute(
+            f"""
+            copy (
+                with failing as (
+                    select file_row_number + 1 as record from {scan} where not __ok
+                ),
+                failed as (
+                    select source.ordinality as record, unnest({failures}) as failure
+                    from {source} with ordinality as source
+                    where source.ordinality in (select record from failing)
+                )
+                select {literal(path.name)} as source_file, record,
+                    record + 1 as line, failure.column_name as column_name,
+                    failure.rule as rule, failure.raw_value as raw_value,
+                    failure.detail as detail
+                from failed order by record, column_name, rule
+            ) to {literal(str(target))} (format parquet)
+            """
+        )
+        counts = self.con.execute(
+            f"select rule, count(distinct record) from read_parquet({literal(str(target))}) "
+            "group by rule order by rule"
+        ).fetchall()
+        return {str(rule): int(n) for rule, n in counts}
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def tolerance_error(contract: Contract, result: LoadResult) -> RejectsExceeded | None:
+    """The error to raise when the load rejected more rows than the contract tolerates."""
+    rejected, read = result.rows_rejected, max(result.rows_read, 1)
+    too_many = rejected > contract.max_rejected_rows
+    if contract.max_rejected_share is not None:
+        too_many = too_many and rejected / read > contract.max_rejected_share
+    if not too_many:
+        return None
+    limit = f"max_rows {contract.max_rejected_rows}"
+    if contract.max_rejected_share is not None:
+        limit += f" or max_share {contract.max_rejected_share:g}"
+    return RejectsExceeded(
+        f"{result.summary()}\n{contract.path}: {rejected} rejected rows exceed the tolerance "
+        f"(rejects: {limit}); staged data was left unchanged. "
+        f"Inspect the rejects in {result.rejects_dir}"
+    )
+
+
+def _swap_dir(new: Path, final: Path) -> None:
+    """Replace `final` by `new` with two renames; the old version is removed afterwards."""
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_dataset(
+    contract: Contract, paths: Paths, files: list[Path] | None = None, *, quiet: bool = False
+) -> LoadResult:
+    """Load the given files (default: all of data/raw/<dataset>/) and publish them atomically.
+
+    Loading every file rebuilds the staged and rejects folders and swaps them in, so files that
+    left the raw folder leave the staged data too; loading named files replaces just those.
+    """
+    full_load = files is None
+    sources = csv_files.discover(paths.raw(contract.dataset)) if files is None else files
+    for source in sources:
+        if not source.is_file():
+            raise LoadError(f"{source}: no such file")
+        if not csv_files.is_csv(source):
+            raise LoadError(f"{source}: accepted file types are {', '.join(csv_files.SUFFIXES)}")
+    stems = [csv_files.stem(source) for source in sources]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise LoadError(f"two input files would both be staged as {clashes[0]}.parquet")
+
+    staged_dir, rejects_dir = paths.staged(contract.dataset), paths.rejects(contract.dataset)
+    token = uuid.uuid4().hex[:8]
+    work = staged_dir.parent / f".{contract.dataset}.load-{token}"
+    new_staged, new_rejects, scratch = work / "staged", work / "rejects", work / "scratch"
+    for folder in (new_staged, new_rejects, scratch):
+        folder.mkdir(parents=True)
+    try:
+        result = _load_files(contract, sources, new_staged, new_rejects, scratch, quiet=quiet)
+        result.staged_dir, result.rejects_dir = staged_dir, rejects_dir
+        _publish_rejects(new_rejects, rejects_dir, [s.name for s in sources], full_load)
+        error = tolerance_error(contract, result)
+        if error is not None:
+            raise error
+        _write_manifest(new_staged, contract, result, sources)
+        _publish_staged(new_staged, staged_dir, full_load)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _load_files(
+    contract: Contract,
+    sources: list[Path],
+    staged: Path,
+    rejects: Path,
+    scratch: Path,
+    *,
+    quiet: bool,
+) -> LoadResult:
+    connection = duckdb.connect(config={"temp_directory": str(scratch / "duckdb_tmp")})
+    loader = FileLoader(connection, contract)
+    results: list[FileResult] = []
+    try:
+        for index, source in enumerate(sources, start=1):
+            name = csv_files.stem(source)
+            result = loader.load(
+                source,
+                staged / f"{name}.parquet",
+                rejects / f"{name}.rejects.parquet",
+                scratch,
+            )
+            results.append(result)
+            if not quiet:
+                print(
+                    f"[{index}/{len(sources)}] {source.name}: {result.rows_read} read, "
+                    f"{result.rows_staged} staged, {result.rows_rejected} rejected "
+                    f"({result.seconds:.1f}s)",
+                    file=sys.stderr,
+                )
+    finally:
+        connection.close()
+    return LoadResult(contract.dataset, results, staged, rejects)
+
+
+def _publish_rejects(new: Path, final: Path, source_names: list[str], full_load: bool) -> None:
+    """Rejects are kept even when the load fails, so the user can see why."""
+    if full_load:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _swap_dir(new, final)
+        return
+    final.mkdir(parents=True, exist_ok=True)
+    for name in source_names:
+        stale = final / f"{csv_files.stem(Path(name))}.rejects.parquet"
+        stale.unlink(missing_ok=True)
+    for produced in new.iterdir():
+        os.replace(produced, final / produced.name)
+
+
+def _publish_staged(new: Path, final: Path, full_load: bool) -> None:
+    if full_load or not final.exists():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _swap_dir(new, final)
+        return
+    manifest = json.loads((new / MANIFEST).read_text())
+    previous = final / MANIFEST
+    if previous.exists():
+        kept = json.loads(previous.read_text())["files"]
+        merged = {entry["source"]: entry for entry in kept}
+        merged.update({entry["source"]: entry for entry in manifest["files"]})
+        manifest["files"] = [merged[name] for name in sorted(merged)]
+    for produced in new.glob("*.parquet"):
+        os.replace(produced, final / produced.name)
+    _atomic_write_text(final / MANIFEST, json.dumps(manifest, indent=2))
+
+
+def _write_manifest(
+    folder: Path, contract: Contract, result: LoadResult, sources: list[Path]
+) -> None:
+    by_name = {source.name: source for source in sources}
+    entries = []
+    for file_result in result.files:
+        stat = by_name[file_result.source].stat()
+        entry = asdict(file_result)
+        entry.pop("seconds")
+        entry.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        entries.append(entry)
+    manifest = {"dataset": contract.dataset, "contract_sha256": contract.sha256, "files": entries}
+    _atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary.write_text(text)
+    os.replace(temporary, path)

@@ -222,8 +222,8 @@ def test_tracked_sample_is_up_to_date(tmp_path: Path) -> None:
         assert path.read_bytes() == (SAMPLE_DIR / path.name).read_bytes()
 
 
-def test_sample_has_corrections_across_files() -> None:
-    first, second = (_rel(SAMPLE_DIR / n) for n in ("events_2024_01.csv", "events_2024_02.csv.gz"))
+def test_sample_has_corrections_across_files(tmp_path: Path) -> None:
+    first, second = (_rel(p) for p in write_sample(tmp_path))
     (row,) = _query(f"""
         SELECT count(*), count(*) FILTER (a.y <> b.y)
         FROM {first} a JOIN {second} b USING (customer_id, event_time)""")
@@ -287,8 +287,9 @@ def test_treatment_effect_is_the_true_one(tmp_path: Path) -> None:
     ps = _true_ps(cols, "realistic")
     ipw = np.mean(t * y / ps) - np.mean((1 - t) * y / (1 - ps))
     naive = y[t == 1].mean() - y[t == 0].mean()
-    assert abs(ipw - sd.TRUE_EFFECT) < 1.0
-    assert naive - sd.TRUE_EFFECT > 3.0  # confounding biases the naive contrast upward
+    assert sd.TRUE_EFFECT == 5.0
+    assert abs(ipw - 5.0) < 1.0
+    assert naive - 5.0 > 3.0  # confounding biases the naive contrast upward
 
 
 def test_generation_is_chunked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

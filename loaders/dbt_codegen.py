@@ -121,7 +121,7 @@ def _column_tests(column: Column, contract: Contract, *, curated: bool) -> list[
 
 def sources_yaml(contract: Contract, paths: Paths) -> dict[str, Any]:
     staged = paths.staged(contract.dataset)
-    location = f"read_parquet('{staged}/*.parquet', union_by_name = true)"
+    location = f"read_parquet('{staged}/*.parquet', union_by_name = true, file_row_number = true)"
     return {
         "version": 2,
         "sources": [

@@ -62,7 +62,6 @@ _SCHEMA = pa.schema(
 _HEADER = (",".join(COLUMNS) + "\n").encode()
 # Gender codes: 0-2 are the clean values, 3-7 the messy spellings of them.
 _GENDER_TEXT = pa.array(["M", "F", "U", "m", "f", " M", " F", "X"])
-_CLEAN_GENDER = np.array(["M", "F", "U"])
 _BASE_MONTH = np.datetime64("2024-01", "M")
 
 Array = npt.NDArray[np.float64]

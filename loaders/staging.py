@@ -1,9 +1,9 @@
 """`ciq load`: raw CSV files -> contract-checked, typed Parquet plus rejects, written atomically.
 
-Per file, DuckDB makes two passes: one ordered COPY reads the CSV as text, casts every column and
-evaluates all contract rules at once (a row flag, plus the raw record of rows that fail); a second,
-cheap pass over that Parquet splits it into the staged file (with the source row number) and the
-rejects (one row per broken rule, with the raw value).
+Per file, one ordered DuckDB COPY reads the CSV as text, casts every column and evaluates every
+contract rule at once, writing the staged layout directly. Only a file with rejects takes two more
+passes: its valid rows are rewritten with their record numbers, and its failing records are read
+again from the CSV to explain each broken rule with its raw value.
 """
 
 from __future__ import annotations
@@ -125,43 +125,61 @@ class FileLoader:
         return result
 
     def check(self, path: Path, header: list[str], target: Path) -> None:
-        """Pass 1: cast and check every row, in file order, into an uncompressed scratch file."""
+        """Pass 1: cast and check every row, in file order, straight into the staged layout.
+
+        `_source_file` is NULL on rows that break a rule; `_source_row` is NULL, meaning "the
+        row's position in the file", which holds as long as no row is removed.
+        """
         names = self.contract.column_names
-        raw_of = {name: f"source.{quote_ident(name)}" for name in names}
-        value_of = {c.name: typed(raw_of[c.name], c) for c in self.contract.columns}
-        casts = ", ".join(f"{value_of[name]} as {quote_ident(name)}" for name in names)
+        casts = ", ".join(
+            f"{typed(f'source.{quote_ident(c.name)}', c)} as {quote_ident(c.name)}"
+            for c in self.contract.columns
+        )
+        raw_of = {name: f"typed.{quote_ident('__raw_' + name)}" for name in names}
+        value_of = {name: f"typed.{quote_ident(name)}" for name in names}
+        raws = ", ".join(f"source.{quote_ident(n)} as {quote_ident('__raw_' + n)}" for n in names)
         is_valid = row_is_valid(all_checks(self.contract, raw_of, value_of))
+        columns = ", ".join(f"typed.{quote_ident(name)}" for name in names)
         self.con.execute(
             f"""
             copy (
-                select {casts}, {is_valid} as __ok
-                from {csv_files.read_csv_sql(path, header, self.contract.csv)} as source
-            ) to {literal(str(target))} (format parquet, compression uncompressed)
+                with typed as (
+                    select {casts}, {raws}
+                    from {csv_files.read_csv_sql(path, header, self.contract.csv)} as source
+                )
+                select {columns},
+                    case when {is_valid} then {literal(path.name)} end as _source_file,
+                    cast(null as bigint) as _source_row
+                from typed
+            ) to {literal(str(target))} (format parquet)
             """
         )
 
     def split(
         self, path: Path, header: list[str], checked: Path, staged: Path, rejects: Path
     ) -> FileResult:
-        """Pass 2: staged rows with their record number; pass 3, only if needed: rejects."""
-        columns = ", ".join(quote_ident(name) for name in self.contract.column_names)
+        """A file without rejects is staged as checked; otherwise its valid rows are rewritten
+        with their record numbers (pass 2) and the rejects explained (pass 3)."""
         scan = f"read_parquet({literal(str(checked))}, file_row_number = true)"
-        staged_rows = self.con.execute(
+        rows_read, rejected = self.con.execute(
+            f"select count(*), count(*) filter (where _source_file is null) from {scan}"
+        ).fetchone()
+        result = FileResult(
+            path.name, int(rows_read), int(rows_read) - int(rejected), int(rejected)
+        )
+        if not rejected:
+            os.replace(checked, staged)
+            return result
+        columns = ", ".join(quote_ident(name) for name in self.contract.column_names)
+        self.con.execute(
             f"""
             copy (
-                select {columns}, {literal(path.name)} as _source_file,
-                    file_row_number + 1 as _source_row
-                from {scan} where __ok
+                select {columns}, _source_file, file_row_number + 1 as _source_row
+                from {scan} where _source_file is not null
             ) to {literal(str(staged))} (format parquet)
             """
-        ).fetchone()[0]
-        rows_read = self.con.execute(
-            f"select sum(num_rows) from parquet_file_metadata({literal(str(checked))})"
-        ).fetchone()[0]
-        result = FileResult(path.name, int(rows_read), int(staged_rows), 0)
-        result.rows_rejected = result.rows_read - result.rows_staged
-        if result.rows_rejected:
-            result.rejects_by_rule = self.write_rejects(path, header, scan, rejects)
+        )
+        result.rejects_by_rule = self.write_rejects(path, header, scan, rejects)
         return result
 
     def write_rejects(
@@ -179,7 +197,7 @@ class FileLoader:
             f"""
             copy (
                 with failing as (
-                    select file_row_number + 1 as record from {scan} where not __ok
+                    select file_row_number + 1 as record from {scan} where _source_file is null
                 ),
                 failed as (
                     select source.ordinality as record, unnest({failures}) as failure

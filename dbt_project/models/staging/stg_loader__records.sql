@@ -15,7 +15,8 @@ renamed as (
         cast({{ adapter.quote(column.name) }} as {{ ciq_type(column.type) }}) as {{ adapter.quote(column.name) }},
         {%- endfor %}
         _source_file,
-        _source_row
+        -- the loader leaves _source_row null when it equals the row's position in the file
+        coalesce(_source_row, file_row_number + 1) as _source_row
 
     from source
 

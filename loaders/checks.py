@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loaders.contract import Column, Contract
+from loaders.contract import INTEGER_TYPES, TEXT_TYPES, Column, Contract
 from loaders.sql import literal, literal_list
 
-RULES = ("not_null", "type", "range", "category", "treatment_binary")
+RULES = (
+    "not_null",
+    "type",
+    "range",
+    "category",
+    "treatment_binary",
+    "nul_byte",
+    "max_field_length",
+    "json",
+    "nested",
+)
 
 
 @dataclass(frozen=True)
@@ -38,19 +48,36 @@ def normalised(raw: str, column: Column) -> str:
     return value
 
 
-def column_checks(column: Column, raw: str, value: str, treatment_col: str) -> list[RuleCheck]:
+def column_checks(
+    column: Column, raw: str, value: str, treatment_col: str, max_field_length: int
+) -> list[RuleCheck]:
     """The rule checks of one column; `raw` is its text, `value` its typed expression."""
     checks: list[RuleCheck] = []
     if column.not_null:
         checks.append(RuleCheck(column.name, "not_null", f"{raw} is null", "value is required"))
+    unparsed = f"{value} is null"
+    if column.type in INTEGER_TYPES:  # DuckDB rounds '34.5' to 35: a fraction is a type error
+        unparsed += f" or (contains({raw}, '.') and try_cast({raw} as double) <> {value})"
     checks.append(
         RuleCheck(
             column.name,
             "type",
-            f"({raw} is not null and {value} is null)",
+            f"({raw} is not null and ({unparsed}))",
             f"not a valid {column.type}",
         )
     )
+    if column.type in TEXT_TYPES:
+        checks.append(
+            RuleCheck(column.name, "nul_byte", f"contains({raw}, chr(0))", "holds a NUL byte")
+        )
+        checks.append(
+            RuleCheck(
+                column.name,
+                "max_field_length",
+                f"strlen({raw}) > {max_field_length}",
+                f"longer than limits.max_field_length ({max_field_length} bytes)",
+            )
+        )
     not_sentinel = (
         f" and {value} not in {literal_list(column.sentinels)}" if column.sentinels else ""
     )
@@ -96,21 +123,30 @@ def all_checks(
     for column in contract.columns:
         checks.extend(
             column_checks(
-                column, raw_of[column.name], value_of[column.name], contract.treatment_col
+                column,
+                raw_of[column.name],
+                value_of[column.name],
+                contract.treatment_col,
+                contract.limits.max_field_length,
             )
         )
     return checks
 
 
+def _broken(check: RuleCheck) -> str:
+    """The rule's condition, never NULL (a NULL would reject a row without a reason)."""
+    return f"coalesce({check.failed}, false)"
+
+
 def row_is_valid(checks: list[RuleCheck]) -> str:
     """True for a row that breaks no rule."""
-    return "not (" + " or ".join(check.failed for check in checks) + ")"
+    return "not (" + " or ".join(_broken(check) for check in checks) + ")"
 
 
 def row_failures(checks: list[RuleCheck], raw_of: dict[str, str]) -> str:
     """The list of {column, rule, raw_value, detail} a row breaks (empty when valid)."""
     items = ", ".join(
-        f"case when {check.failed} then {{'column_name': {literal(check.column)}, "
+        f"case when {_broken(check)} then {{'column_name': {literal(check.column)}, "
         f"'rule': {literal(check.rule)}, 'raw_value': {raw_of[check.column]}, "
         f"'detail': {literal(check.detail)}}} end"
         for check in checks

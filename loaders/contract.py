@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import fnmatch
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +56,25 @@ CIQ_KEYS = {
     "rejects",
     "columns",
     "csv",
+    "tsv",
+    "xlsx",
+    "jsonl",
+    "encoding",
+    "limits",
 }
 CONSTRAINT_KEYS = {"not_null", "categories", "ranges"}
 THRESHOLD_KEYS = {"overlap_bounds", "min_overlap_share", "max_abs_smd"}
 REJECT_KEYS = {"max_rows", "max_share"}
 NORMALISE_KEYS = {"case", "trim", "fallback"}
-CSV_KEYS = {"delimiter", "quote", "escape"}
+CSV_KEYS = {"delimiter", "quote", "escape", "skip_rows"}
+XLSX_KEYS = {"sheet", "skip_rows"}
+JSONL_KEYS = {"paths"}
+LIMIT_KEYS = {"max_file_bytes", "max_columns", "max_field_length"}
 COLUMN_KEYS = {"description"}
 ESTIMANDS = ("ate", "att")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+JSON_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])+$")
 
 
 @dataclass(frozen=True)
@@ -112,11 +122,29 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class CsvOptions:
-    """How the dataset's CSV files are written."""
+    """How the dataset's delimited text files are written (csv and tsv each have their own)."""
 
     delimiter: str = ","
     quote: str = '"'
     escape: str = '"'
+    skip_rows: int = 0  # lines before the header line
+
+
+@dataclass(frozen=True)
+class XlsxOptions:
+    """Which worksheet holds the data and where its header row is."""
+
+    sheet: str | int = 0  # a sheet name, or a 0-based sheet index
+    skip_rows: int = 0  # rows before the header row
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Refuse files or values beyond these sizes."""
+
+    max_file_bytes: int | None = None
+    max_columns: int = 1000
+    max_field_length: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -140,6 +168,11 @@ class Contract:
     max_rejected_rows: int
     max_rejected_share: float | None
     csv: CsvOptions
+    tsv: CsvOptions
+    xlsx: XlsxOptions
+    jsonl_paths: dict[str, str]
+    encoding: str
+    limits: Limits
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -271,7 +304,12 @@ class _ContractParser:
             leakage_patterns=leakage,
             max_rejected_rows=self.non_negative_int(rejects.get("max_rows", 0), "rejects.max_rows"),
             max_rejected_share=self.optional_share(rejects.get("max_share"), "rejects.max_share"),
-            csv=self.parse_csv(doc.get("csv")),
+            csv=self.parse_csv(doc.get("csv"), "csv", CsvOptions()),
+            tsv=self.parse_csv(doc.get("tsv"), "tsv", CsvOptions(delimiter="\t")),
+            xlsx=self.parse_xlsx(doc.get("xlsx")),
+            jsonl_paths=self.parse_jsonl(doc.get("jsonl"), types),
+            encoding=self.parse_encoding(doc.get("encoding", "utf-8")),
+            limits=self.parse_limits(doc.get("limits")),
         )
 
     def parse_types(self, types: Any) -> dict[str, str]:
@@ -453,13 +491,47 @@ class _ContractParser:
             raise self.fail("thresholds.max_abs_smd must be a positive number")
         return Thresholds(low, high, float(share), float(smd))
 
-    def parse_csv(self, spec: Any) -> CsvOptions:
-        spec = self.check_keys(spec, CSV_KEYS, "csv")
-        options = CsvOptions(**{key: str(value) for key, value in spec.items()})
-        for key in CSV_KEYS:
-            if len(getattr(options, key)) != 1:
-                raise self.fail(f"csv.{key} must be a single character")
-        return options
+    def parse_csv(self, spec: Any, where: str, defaults: CsvOptions) -> CsvOptions:
+        spec = self.check_keys(spec, CSV_KEYS, where)
+        chars = {key: str(spec[key]) for key in ("delimiter", "quote", "escape") if key in spec}
+        for key, value in chars.items():
+            if len(value) != 1:
+                raise self.fail(f"{where}.{key} must be a single character")
+        skip = self.non_negative_int(spec.get("skip_rows", 0), f"{where}.skip_rows")
+        return replace(defaults, skip_rows=skip, **chars)
+
+    def parse_xlsx(self, spec: Any) -> XlsxOptions:
+        spec = self.check_keys(spec, XLSX_KEYS, "xlsx")
+        sheet = spec.get("sheet", 0)
+        if not isinstance(sheet, str | int) or isinstance(sheet, bool):
+            raise self.fail("xlsx.sheet must be a sheet name or a 0-based sheet index")
+        skip = self.non_negative_int(spec.get("skip_rows", 0), "xlsx.skip_rows")
+        return XlsxOptions(sheet=sheet, skip_rows=skip)
+
+    def parse_jsonl(self, spec: Any, types: dict[str, str]) -> dict[str, str]:
+        spec = self.check_keys(spec, JSONL_KEYS, "jsonl")
+        paths = self.check_keys(spec.get("paths"), set(types), "jsonl.paths")
+        for name, path in paths.items():
+            if not isinstance(path, str) or not JSON_PATH.match(path):
+                raise self.fail(
+                    f"jsonl.paths.{name} must be a JSON path like '$.customer.id', not {path!r}"
+                )
+        return {str(name): str(path) for name, path in paths.items()}
+
+    def parse_encoding(self, value: Any) -> str:
+        try:
+            return codecs.lookup(str(value)).name
+        except LookupError:
+            raise self.fail(
+                f"unknown encoding {value!r}; use a Python codec name such as utf-8, "
+                "utf-8-sig, shift_jis, cp932, latin-1"
+            ) from None
+
+    def parse_limits(self, spec: Any) -> Limits:
+        spec = self.check_keys(spec, LIMIT_KEYS, "limits")
+        defaults = Limits()
+        values = {key: self.non_negative_int(spec[key], f"limits.{key}") for key in spec}
+        return replace(defaults, **values)
 
     def non_negative_int(self, value: Any, where: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

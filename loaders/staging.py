@@ -20,11 +20,14 @@ from pathlib import Path
 
 import duckdb
 
-from loaders import csv_files
 from loaders.checks import all_checks, row_failures, row_is_valid, typed
 from loaders.contract import Contract
+from loaders.decode import decode_error, materialise
 from loaders.errors import LoadError, RejectsExceeded
+from loaders.progress import ByteProgress, interactive
 from loaders.settings import Paths
+from loaders.sniff import FileKind, kind_of, verify, whitelist
+from loaders.sources import RAW_LINE, RECORD, Source, open_source
 from loaders.sql import literal, quote_ident
 
 MANIFEST = "_load_manifest.json"
@@ -82,8 +85,14 @@ class LoadResult:
         return "\n".join(lines)
 
 
-def check_columns(path: Path, header: list[str], contract: Contract) -> None:
+def check_columns(source: Source, contract: Contract) -> None:
     """Refuse a file with a leakage column, a column the contract lacks, or a missing column."""
+    path, header = source.kind.path, source.columns
+    if len(header) > contract.limits.max_columns:
+        raise LoadError(
+            f"{path}: {len(header)} columns exceed limits.max_columns "
+            f"({contract.limits.max_columns})"
+        )
     for name in header:
         pattern = contract.leakage_pattern(name)
         if pattern is not None:
@@ -102,8 +111,19 @@ def check_columns(path: Path, header: list[str], contract: Contract) -> None:
         raise LoadError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
 
 
+def check_size(kind: FileKind, contract: Contract) -> None:
+    """Refuse a file larger than the contract's limits.max_file_bytes."""
+    limit = contract.limits.max_file_bytes
+    size = kind.path.stat().st_size
+    if limit is not None and size > limit:
+        raise LoadError(
+            f"{kind.path}: {size} bytes exceed limits.max_file_bytes ({limit}) "
+            f"of {contract.path.name}"
+        )
+
+
 class FileLoader:
-    """Loads one CSV file of a dataset into a staged and a rejects Parquet file."""
+    """Loads one raw file of a dataset into a staged and a rejects Parquet file."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, contract: Contract) -> None:
         self.con = connection
@@ -111,20 +131,47 @@ class FileLoader:
 
     def load(self, path: Path, staged: Path, rejects: Path, scratch: Path) -> FileResult:
         started = time.perf_counter()
-        header = csv_files.read_header(path, self.contract.csv)
-        check_columns(path, header, self.contract)
-        checked = scratch / f"{csv_files.stem(path)}.checked.parquet"
+        kind = kind_of(path)
+        check_size(kind, self.contract)
+        verify(kind)
+        progress = ByteProgress(path.name, path.stat().st_size, enabled=interactive())
+        checked = scratch / f"{kind.stem}.checked.parquet"
         try:
-            self.check(path, header, checked)
-            result = self.split(path, header, checked, staged, rejects)
+            readable = materialise(kind, self.contract.encoding, scratch, progress)
+            source = open_source(kind, readable, self.contract, self.con, scratch)
+            check_columns(source, self.contract)
+            self.check(source, checked)
+            result = self.split(source, checked, staged, rejects)
         except duckdb.Error as exc:
-            raise LoadError(f"{path}: {_first_line(exc)}") from None
+            raise self.explain(kind, exc) from None
         finally:
+            progress.close()
             checked.unlink(missing_ok=True)
         result.seconds = time.perf_counter() - started
         return result
 
-    def check(self, path: Path, header: list[str], target: Path) -> None:
+    def explain(self, kind: FileKind, exc: duckdb.Error) -> LoadError:
+        """A DuckDB error as a LoadError naming the file (and the bad bytes for encodings)."""
+        message = str(exc)
+        if "unicode" in message.lower() or "utf-8" in message.lower():
+            return decode_error(kind, self.contract.encoding)
+        lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+        useful = [
+            line if len(line) <= 160 else line[:160] + "…"
+            for line in lines[:4]
+            if not line.startswith(("Possible Solution", "file ="))
+        ]
+        return LoadError(f"{kind.path}: {'; '.join(useful) or type(exc).__name__}")
+
+    def rules(self, source: Source, raw_of: dict[str, str], value_of: dict[str, str]) -> list:
+        """Every rule of the contract plus the format's record-level checks."""
+        carried = {name: raw_of.get(name, f"source.{quote_ident(name)}") for name in source.carried}
+        return [
+            *all_checks(self.contract, raw_of, value_of),
+            *source.record_checks(lambda name: carried[name]),
+        ]
+
+    def check(self, source: Source, target: Path) -> None:
         """Pass 1: cast and check every row, in file order, straight into the staged layout.
 
         `_source_file` is NULL on rows that break a rule; `_source_row` is NULL, meaning "the
@@ -135,38 +182,36 @@ class FileLoader:
             f"{typed(f'source.{quote_ident(c.name)}', c)} as {quote_ident(c.name)}"
             for c in self.contract.columns
         )
-        raw_of = {name: f"typed.{quote_ident('__raw_' + name)}" for name in names}
+        carried = [*names, *source.carried]
+        raw_of = {name: f"typed.{quote_ident('__raw_' + name)}" for name in carried}
         value_of = {name: f"typed.{quote_ident(name)}" for name in names}
-        raws = ", ".join(f"source.{quote_ident(n)} as {quote_ident('__raw_' + n)}" for n in names)
-        is_valid = row_is_valid(all_checks(self.contract, raw_of, value_of))
+        raws = ", ".join(f"source.{quote_ident(n)} as {quote_ident('__raw_' + n)}" for n in carried)
+        is_valid = row_is_valid(self.rules(source, raw_of, value_of))
         columns = ", ".join(f"typed.{quote_ident(name)}" for name in names)
         self.con.execute(
             f"""
             copy (
                 with typed as (
                     select {casts}, {raws}
-                    from {csv_files.read_csv_sql(path, header, self.contract.csv)} as source
+                    from {source.relation} as source
                 )
                 select {columns},
-                    case when {is_valid} then {literal(path.name)} end as _source_file,
+                    case when {is_valid} then {literal(source.kind.path.name)} end as _source_file,
                     cast(null as bigint) as _source_row
                 from typed
             ) to {literal(str(target))} (format parquet)
             """
         )
 
-    def split(
-        self, path: Path, header: list[str], checked: Path, staged: Path, rejects: Path
-    ) -> FileResult:
+    def split(self, source: Source, checked: Path, staged: Path, rejects: Path) -> FileResult:
         """A file without rejects is staged as checked; otherwise its valid rows are rewritten
         with their record numbers (pass 2) and the rejects explained (pass 3)."""
         scan = f"read_parquet({literal(str(checked))}, file_row_number = true)"
         rows_read, rejected = self.con.execute(
             f"select count(*), count(*) filter (where _source_file is null) from {scan}"
         ).fetchone()
-        result = FileResult(
-            path.name, int(rows_read), int(rows_read) - int(rejected), int(rejected)
-        )
+        name = source.kind.path.name
+        result = FileResult(name, int(rows_read), int(rows_read) - int(rejected), int(rejected))
         if not rejected:
             os.replace(checked, staged)
             return result
@@ -179,20 +224,25 @@ class FileLoader:
             ) to {literal(str(staged))} (format parquet)
             """
         )
-        result.rejects_by_rule = self.write_rejects(path, header, scan, rejects)
+        result.rejects_by_rule, explained = self.write_rejects(source, scan, rejects)
+        if explained != result.rows_rejected:
+            raise LoadError(
+                f"{source.kind.path}: internal error: {result.rows_rejected} rows failed the "
+                f"checks but {explained} could be explained; please report this file"
+            )
         return result
 
-    def write_rejects(
-        self, path: Path, header: list[str], scan: str, target: Path
-    ) -> dict[str, int]:
+    def write_rejects(self, source: Source, scan: str, target: Path) -> tuple[dict[str, int], int]:
         """One reject row per broken rule: file, record, line, column, rule, raw value, detail.
 
-        The raw text of the failing records is read again from the CSV, numbered in file order.
+        The raw text of the failing records is read again from the file, numbered in file order.
         """
-        raw_of = {name: f"source.{quote_ident(name)}" for name in self.contract.column_names}
+        names = [*self.contract.column_names, *source.carried]
+        raw_of = {name: f"source.{quote_ident(name)}" for name in names}
+        raw_of["(record)"] = f"source.{quote_ident(RAW_LINE)}" if source.carried else "null"
         value_of = {c.name: typed(raw_of[c.name], c) for c in self.contract.columns}
-        failures = row_failures(all_checks(self.contract, raw_of, value_of), raw_of)
-        source = csv_files.read_csv_sql(path, header, self.contract.csv)
+        failures = row_failures(self.rules(source, raw_of, value_of), raw_of)
+        line = "null" if source.line_offset is None else f"record + {source.line_offset}"
         self.con.execute(
             f"""
             copy (
@@ -200,27 +250,36 @@ class FileLoader:
                     select file_row_number + 1 as record from {scan} where _source_file is null
                 ),
                 failed as (
-                    select source.ordinality as record, unnest({failures}) as failure
-                    from {source} with ordinality as source
-                    where source.ordinality in (select record from failing)
+                    select source.{RECORD} as record, unnest({failures}) as failure
+                    from {source.numbered} as source
+                    where source.{RECORD} in (select record from failing)
                 )
-                select {literal(path.name)} as source_file, record,
-                    record + 1 as line, failure.column_name as column_name,
+                select {literal(source.kind.path.name)} as source_file, record,
+                    cast({line} as bigint) as line, failure.column_name as column_name,
                     failure.rule as rule, failure.raw_value as raw_value,
                     failure.detail as detail
                 from failed order by record, column_name, rule
             ) to {literal(str(target))} (format parquet)
             """
         )
+        written = f"read_parquet({literal(str(target))})"
         counts = self.con.execute(
-            f"select rule, count(distinct record) from read_parquet({literal(str(target))}) "
-            "group by rule order by rule"
+            f"select rule, count(distinct record) from {written} group by rule order by rule"
         ).fetchall()
-        return {str(rule): int(n) for rule, n in counts}
+        records = self.con.execute(f"select count(distinct record) from {written}").fetchone()[0]
+        return {str(rule): int(n) for rule, n in counts}, int(records)
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def discover(folder: Path) -> list[Path]:
+    """Every file of a raw folder, in name order; a file off the whitelist is refused."""
+    if not folder.is_dir():
+        raise LoadError(f"{folder}: no such folder (put the dataset's raw files there)")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise LoadError(f"{folder}: no files to load (accepted: {whitelist()})")
+    for path in files:
+        kind_of(path)
+    return files
 
 
 def tolerance_error(contract: Contract, result: LoadResult) -> RejectsExceeded | None:
@@ -259,13 +318,11 @@ def load_dataset(
     left the raw folder leave the staged data too; loading named files replaces just those.
     """
     full_load = files is None
-    sources = csv_files.discover(paths.raw(contract.dataset)) if files is None else files
+    sources = discover(paths.raw(contract.dataset)) if files is None else files
     for source in sources:
         if not source.is_file():
             raise LoadError(f"{source}: no such file")
-        if not csv_files.is_csv(source):
-            raise LoadError(f"{source}: accepted file types are {', '.join(csv_files.SUFFIXES)}")
-    stems = [csv_files.stem(source) for source in sources]
+    stems = [kind_of(source).stem for source in sources]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise LoadError(f"two input files would both be staged as {clashes[0]}.parquet")
@@ -304,7 +361,7 @@ def _load_files(
     results: list[FileResult] = []
     try:
         for index, source in enumerate(sources, start=1):
-            name = csv_files.stem(source)
+            name = kind_of(source).stem
             result = loader.load(
                 source,
                 staged / f"{name}.parquet",
@@ -332,7 +389,7 @@ def _publish_rejects(new: Path, final: Path, source_names: list[str], full_load:
         return
     final.mkdir(parents=True, exist_ok=True)
     for name in source_names:
-        stale = final / f"{csv_files.stem(Path(name))}.rejects.parquet"
+        stale = final / f"{kind_of(Path(name)).stem}.rejects.parquet"
         stale.unlink(missing_ok=True)
     for produced in new.iterdir():
         os.replace(produced, final / produced.name)

@@ -161,7 +161,7 @@ def test_ragged_row_names_the_file(project: Paths) -> None:
 def test_unsupported_file_type_is_refused(project: Paths) -> None:
     write_csv(raw_of(project, "a.csv"), HEADER, *GOOD)
     (project.raw("events") / "notes.txt").write_text("hello")
-    with pytest.raises(LoadError, match=r"cannot load notes\.txt"):
+    with pytest.raises(LoadError, match=r"'notes\.txt' is not an accepted file type"):
         load_dataset(contract_for("events", project.contracts), project, quiet=True)
 
 

@@ -1,0 +1,197 @@
+"""Every accepted format as one shape: a DuckDB relation of text columns, in file order.
+
+A `Source` tells the loader which columns a file has (to check them against the contract), the
+SQL that reads them as text, the same numbered from 1 in file order (to explain rejects), and any
+record-level checks the format needs (JSON validity, nested values).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from loaders.checks import RuleCheck
+from loaders.contract import Contract, CsvOptions
+from loaders.convert import feather_to_parquet, xlsx_header, xlsx_to_parquet
+from loaders.decode import decode_error
+from loaders.errors import LoadError
+from loaders.sniff import FileKind
+from loaders.sql import literal, quote_ident
+
+RECORD = "__ciq_record"
+JSON_VALID = "__ciq_json_valid"
+RAW_LINE = "__ciq_line"
+IS_OBJECT = "(case when json_valid(line) then json_type(line) = 'OBJECT' else false end)"
+LINE_DELIMITER = "\\x1f"  # a control character that valid JSON never holds unescaped
+Ref = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw file as DuckDB reads it."""
+
+    kind: FileKind
+    columns: list[str]
+    relation: str
+    numbered: str
+    line_offset: int | None  # line = record + offset, where lines mean something
+    carried: list[str] = field(default_factory=list)
+    record_checks: Callable[[Ref], list[RuleCheck]] = lambda ref: []
+
+
+def open_source(
+    kind: FileKind,
+    readable: Path,
+    contract: Contract,
+    con: duckdb.DuckDBPyConnection,
+    scratch: Path,
+) -> Source:
+    """The Source of a raw file, given the path DuckDB can read (see decode.materialise)."""
+    if kind.format in ("csv", "tsv"):
+        options = contract.csv if kind.format == "csv" else contract.tsv
+        return _delimited(kind, readable, options, contract.encoding)
+    if kind.format == "jsonl":
+        return _jsonl(kind, readable, contract, con)
+    if kind.format == "feather":
+        converted = scratch / f"{kind.stem}.feather.parquet"
+        feather_to_parquet(readable, converted, kind.path)
+        return _parquet(kind, converted, con)
+    if kind.format == "xlsx":
+        header = xlsx_header(readable, contract.xlsx, kind.path)
+        check_header(kind.path, header)
+        converted = scratch / f"{kind.stem}.xlsx.parquet"
+        xlsx_to_parquet(readable, contract.xlsx, converted, kind.path)
+        source = _parquet(kind, converted, con)
+        return Source(kind, header, source.relation, source.numbered, contract.xlsx.skip_rows + 1)
+    return _parquet(kind, readable, con)
+
+
+def check_header(path: Path, names: list[str]) -> None:
+    """Column names must be present and unique."""
+    blank = [str(i + 1) for i, name in enumerate(names) if not name]
+    if blank:
+        raise LoadError(f"{path}: header column(s) {', '.join(blank)} have no name")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise LoadError(f"{path}: header names {', '.join(duplicates)} more than once")
+
+
+def _delimited(kind: FileKind, readable: Path, options: CsvOptions, encoding: str) -> Source:
+    header = _read_header(kind.path, readable, options, lambda _: decode_error(kind, encoding))
+    check_header(kind.path, header)
+    columns = "{" + ", ".join(f"{literal(name)}: 'VARCHAR'" for name in header) + "}"
+    reader = (
+        f"read_csv({literal(str(readable))}, header = true, auto_detect = false, "
+        f"columns = {columns}, delim = {literal(options.delimiter)}, "
+        f"quote = {literal(options.quote)}, escape = {literal(options.escape)}, "
+        f"skip = {options.skip_rows}, strict_mode = false, null_padding = false)"
+    )
+    numbered = (
+        f"(select ordinality as {RECORD}, * exclude (ordinality) from {reader} with ordinality)"
+    )
+    return Source(kind, header, reader, numbered, options.skip_rows + 1)
+
+
+def _read_header(
+    path: Path, readable: Path, options: CsvOptions, undecodable: Callable[[Path], LoadError]
+) -> list[str]:
+    opener = gzip.open if readable.name.lower().endswith(".gz") else open
+    try:
+        with opener(readable, "rb") as binary:
+            text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+            for _ in range(options.skip_rows):
+                text.readline()
+            reader = csv.reader(text, delimiter=options.delimiter, quotechar=options.quote)
+            header = next(reader, None)
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise LoadError(f"{path}: cannot read the header line: {exc}") from None
+    if not header:
+        raise LoadError(f"{path}: no header line (the file is empty)")
+    if any("\ufffd" in name for name in header):
+        raise undecodable(path)
+    return [name.strip() for name in header]
+
+
+def _parquet(kind: FileKind, readable: Path, con: duckdb.DuckDBPyConnection) -> Source:
+    scan = f"read_parquet({literal(str(readable))}, file_row_number = true)"
+    try:
+        described = con.execute(
+            f"describe select * exclude (file_row_number) from {scan}"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise LoadError(f"{kind.path}: not a readable {kind.format} file: {exc}") from None
+    header = [str(row[0]) for row in described]
+    check_header(kind.path, header)
+    text = ", ".join(f"cast({quote_ident(n)} as varchar) as {quote_ident(n)}" for n in header)
+    relation = f"(select {text} from {scan})"
+    numbered = f"(select file_row_number + 1 as {RECORD}, {text} from {scan})"
+    return Source(kind, header, relation, numbered, None)
+
+
+def _jsonl(
+    kind: FileKind, readable: Path, contract: Contract, con: duckdb.DuckDBPyConnection
+) -> Source:
+    lines = (
+        f"read_csv({literal(str(readable))}, header = false, auto_detect = false, "
+        f"columns = {{'line': 'VARCHAR'}}, delim = '{LINE_DELIMITER}', quote = '', escape = '', "
+        "strict_mode = false)"
+    )
+    try:
+        keys = con.execute(
+            f"select distinct unnest(json_keys(line)) from {lines} where {IS_OBJECT}"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise LoadError(f"{kind.path}: cannot read JSON lines: {exc}") from None
+    paths = {name: contract.jsonl_paths.get(name, f"$.{name}") for name in contract.column_names}
+    top_level = {path[2:].split(".")[0].split("[")[0]: name for name, path in paths.items()}
+    found = sorted(str(key) for (key,) in keys)
+    columns = [top_level.get(key, key) for key in found]
+    columns += [name for name in contract.column_names if name not in columns]
+    nested = {name: f"__ciq_nested_{index}" for index, name in enumerate(contract.column_names)}
+    valid = IS_OBJECT
+    projections = [f"{valid} as {JSON_VALID}"]
+    for name, path in paths.items():
+        projections.append(
+            f"case when {valid} then json_extract_string(line, {literal(path)}) end "
+            f"as {quote_ident(name)}"
+        )
+        projections.append(
+            f"case when {valid} then json_type(line, {literal(path)}) in ('OBJECT', 'ARRAY') end "
+            f"as {quote_ident(nested[name])}"
+        )
+    body = ", ".join(projections)
+    relation = f"(select {body} from {lines})"
+    numbered = (
+        f"(select ordinality as {RECORD}, line as {RAW_LINE}, {body} from {lines} with ordinality)"
+    )
+
+    def record_checks(ref: Ref) -> list[RuleCheck]:
+        checks = [
+            RuleCheck("(record)", "json", f"not {ref(JSON_VALID)}", "not a JSON object on one line")
+        ]
+        for name in contract.column_names:
+            checks.append(
+                RuleCheck(
+                    name,
+                    "nested",
+                    f"coalesce({ref(nested[name])}, false)",
+                    f"nested value at {paths[name]}: declare jsonl.paths for it",
+                )
+            )
+        return checks
+
+    return Source(
+        kind,
+        columns,
+        relation,
+        numbered,
+        0,
+        carried=[JSON_VALID, *nested.values()],
+        record_checks=record_checks,
+    )

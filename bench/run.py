@@ -19,6 +19,9 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.formats import bench_formats, bench_large  # noqa: E402
 
 COPY = """
 import duckdb
@@ -143,11 +146,25 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000, help="rows of the loader CSV")
     parser.add_argument("--stats-rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--format-rows", type=int, default=1_000_000)
+    parser.add_argument("--xlsx-rows", type=int, default=100_000)
+    parser.add_argument("--large-csv-rows", type=int, default=10_000_000)
+    parser.add_argument("--large-jsonl-rows", type=int, default=2_000_000)
+    parser.add_argument(
+        "--only", choices=["loader", "stats", "formats", "large"], help="run one part only"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ciq-bench-"))
+    parts = [args.only] if args.only else ["loader", "stats", "formats", "large"]
     try:
-        bench_loader(work, args.rows, args.repeats)
-        bench_stats(args.stats_rows)
+        if "loader" in parts:
+            bench_loader(work, args.rows, args.repeats)
+        if "stats" in parts:
+            bench_stats(args.stats_rows)
+        if "formats" in parts:
+            bench_formats(work, args.format_rows, args.xlsx_rows, measure)
+        if "large" in parts:
+            bench_large(work, measure, args.large_csv_rows, args.large_jsonl_rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -27,6 +27,7 @@ from loaders.sql import literal, quote_ident
 RECORD = "__ciq_record"
 JSON_VALID = "__ciq_json_valid"
 RAW_LINE = "__ciq_line"
+JSON_KINDS = "__ciq_json_kinds"
 IS_OBJECT = "(case when json_valid(line) then json_type(line) = 'OBJECT' else false end)"
 LINE_DELIMITER = "\\x1f"  # a control character that valid JSON never holds unescaped
 Ref = Callable[[str], str]
@@ -153,34 +154,42 @@ def _jsonl(
     found = sorted(str(key) for (key,) in keys)
     columns = [top_level.get(key, key) for key in found]
     columns += [name for name in contract.column_names if name not in columns]
-    nested = {name: f"__ciq_nested_{index}" for index, name in enumerate(contract.column_names)}
-    valid = IS_OBJECT
-    projections = [f"{valid} as {JSON_VALID}"]
-    for name, path in paths.items():
-        projections.append(
-            f"case when {valid} then json_extract_string(line, {literal(path)}) end "
-            f"as {quote_ident(name)}"
+    names = list(paths)
+    path_list = "[" + ", ".join(literal(paths[name]) for name in names) + "]"
+    picks = ", ".join(
+        f"values[{index}] as {quote_ident(name)}" for index, name in enumerate(names, start=1)
+    )
+
+    def parsed(numbered: bool) -> str:
+        """Each line parsed once: validity, every declared path's text and JSON type."""
+        keep = f"{RECORD}, {RAW_LINE}, " if numbered else ""
+        if numbered:
+            scan = f"(select ordinality as {RECORD}, line as {RAW_LINE}, line, {IS_OBJECT} as "
+            scan += f"{JSON_VALID} from {lines} with ordinality)"
+        else:
+            scan = f"(select line, {IS_OBJECT} as {JSON_VALID} from {lines})"
+        return (
+            f"(select {keep}{JSON_VALID}, "
+            f"case when {JSON_VALID} then json_type(line, {path_list}) end as {JSON_KINDS}, "
+            f"case when {JSON_VALID} then json_extract_string(line, {path_list}) end as values "
+            f"from {scan})"
         )
-        projections.append(
-            f"case when {valid} then json_type(line, {literal(path)}) in ('OBJECT', 'ARRAY') end "
-            f"as {quote_ident(nested[name])}"
-        )
-    body = ", ".join(projections)
-    relation = f"(select {body} from {lines})"
+
+    relation = f"(select {JSON_VALID}, {JSON_KINDS}, {picks} from {parsed(False)})"
     numbered = (
-        f"(select ordinality as {RECORD}, line as {RAW_LINE}, {body} from {lines} with ordinality)"
+        f"(select {RECORD}, {RAW_LINE}, {JSON_VALID}, {JSON_KINDS}, {picks} from {parsed(True)})"
     )
 
     def record_checks(ref: Ref) -> list[RuleCheck]:
         checks = [
             RuleCheck("(record)", "json", f"not {ref(JSON_VALID)}", "not a JSON object on one line")
         ]
-        for name in contract.column_names:
+        for index, name in enumerate(names, start=1):
             checks.append(
                 RuleCheck(
                     name,
                     "nested",
-                    f"coalesce({ref(nested[name])}, false)",
+                    f"{ref(JSON_KINDS)}[{index}] in ('OBJECT', 'ARRAY')",
                     f"nested value at {paths[name]}: declare jsonl.paths for it",
                 )
             )
@@ -192,6 +201,6 @@ def _jsonl(
         relation,
         numbered,
         0,
-        carried=[JSON_VALID, *nested.values()],
+        carried=[JSON_VALID, JSON_KINDS],
         record_checks=record_checks,
     )

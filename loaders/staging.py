@@ -357,6 +357,7 @@ def _load_files(
     quiet: bool,
 ) -> LoadResult:
     connection = duckdb.connect(config={"temp_directory": str(scratch / "duckdb_tmp")})
+    connection.execute(f"set enable_progress_bar = {str(interactive() and not quiet).lower()}")
     loader = FileLoader(connection, contract)
     results: list[FileResult] = []
     try:

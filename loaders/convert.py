@@ -19,6 +19,7 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from loaders.contract import XlsxOptions
 from loaders.errors import LoadError
+from loaders.headers import check_header
 
 XLSX_BATCH = 50_000
 
@@ -34,13 +35,17 @@ def feather_to_parquet(source: Path, target: Path, original: Path) -> None:
             writer.write_batch(reader.get_batch(index))
 
 
-def xlsx_to_parquet(source: Path, options: XlsxOptions, target: Path, original: Path) -> None:
-    """Write the chosen worksheet (header row first) as a Parquet file of text columns."""
+def xlsx_to_parquet(source: Path, options: XlsxOptions, target: Path, original: Path) -> list[str]:
+    """Write the chosen worksheet as a Parquet file of text columns; returns the header row.
+
+    Header names must be present and unique (checked before any row is converted).
+    """
     rows = _sheet_rows(source, options, original)
     header = next(rows, None)
     if header is None:
         raise LoadError(f"{original}: worksheet {options.sheet!r} is empty")
-    names = [_text(value) or "" for value in header]
+    names = [(_text(value) or "").strip() for value in header]
+    check_header(original, names)
     schema = pa.schema([(name, pa.string()) for name in names])
     with pq.ParquetWriter(target, schema) as writer:
         batch: list[list[str | None]] = []
@@ -51,14 +56,7 @@ def xlsx_to_parquet(source: Path, options: XlsxOptions, target: Path, original: 
                 batch = []
         if batch:
             writer.write_table(_table(batch, schema))
-
-
-def xlsx_header(source: Path, options: XlsxOptions, original: Path) -> list[str]:
-    """The header row of the worksheet, as text."""
-    header = next(_sheet_rows(source, options, original), None)
-    if header is None:
-        raise LoadError(f"{original}: worksheet {options.sheet!r} is empty")
-    return [_text(value) or "" for value in header]
+    return names
 
 
 def _sheet_rows(source: Path, options: XlsxOptions, original: Path) -> Iterator[list[Any]]:

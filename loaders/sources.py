@@ -18,9 +18,10 @@ import duckdb
 
 from loaders.checks import RuleCheck
 from loaders.contract import Contract, CsvOptions
-from loaders.convert import feather_to_parquet, xlsx_header, xlsx_to_parquet
+from loaders.convert import feather_to_parquet, xlsx_to_parquet
 from loaders.decode import decode_error
 from loaders.errors import LoadError
+from loaders.headers import check_header
 from loaders.sniff import FileKind
 from loaders.sql import literal, quote_ident
 
@@ -64,23 +65,11 @@ def open_source(
         feather_to_parquet(readable, converted, kind.path)
         return _parquet(kind, converted, con)
     if kind.format == "xlsx":
-        header = xlsx_header(readable, contract.xlsx, kind.path)
-        check_header(kind.path, header)
         converted = scratch / f"{kind.stem}.xlsx.parquet"
-        xlsx_to_parquet(readable, contract.xlsx, converted, kind.path)
+        header = xlsx_to_parquet(readable, contract.xlsx, converted, kind.path)
         source = _parquet(kind, converted, con)
         return Source(kind, header, source.relation, source.numbered, contract.xlsx.skip_rows + 1)
     return _parquet(kind, readable, con)
-
-
-def check_header(path: Path, names: list[str]) -> None:
-    """Column names must be present and unique."""
-    blank = [str(i + 1) for i, name in enumerate(names) if not name]
-    if blank:
-        raise LoadError(f"{path}: header column(s) {', '.join(blank)} have no name")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise LoadError(f"{path}: header names {', '.join(duplicates)} more than once")
 
 
 def _delimited(kind: FileKind, readable: Path, options: CsvOptions, encoding: str) -> Source:

@@ -107,7 +107,7 @@ def load(project: Paths, path: Path) -> LoadResult:
     return load_dataset(contract_for("events", project.contracts), project, [path], quiet=True)
 
 
-def staged(project: Paths, stem: str, where: str = "true") -> list[tuple]:
+def staged(project: Paths, stem: str) -> list[tuple]:
     """Staged rows as dbt's staging model reads them (record number resolved), in file order."""
     path = project.staged("events") / f"{stem}.parquet"
     return duckdb.sql(
@@ -115,7 +115,6 @@ def staged(project: Paths, stem: str, where: str = "true") -> list[tuple]:
         select * exclude (_source_file, _source_row, file_row_number),
             coalesce(_source_row, file_row_number + 1) as record
         from read_parquet('{path}', file_row_number = true)
-        where {where}
         order by record
         """
     ).fetchall()

@@ -45,7 +45,6 @@ assert result.rows_read == result.rows_staged + result.rows_rejected
 """
 
 STATS = """
-import resource
 import numpy as np
 import pandas as pd
 from loaders.dbt_python import covariate_balance, overlap_diagnostics, propensity_scores
@@ -67,23 +66,31 @@ settings = {{
                    ["age", "gender", "rfm_score", "prior_7d_spend", "web_session_cnt"]],
     "overlap_lower": 0.05, "overlap_upper": 0.95, "min_overlap_share": 0.6, "max_abs_smd": 0.1,
 }}
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+baseline = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as refs:  # reset VmHWM to the current RSS
+    refs.write("5")
 # -- work --
 scores = propensity_scores(frame, settings)
 overlap_diagnostics(scores, settings)
 covariate_balance(frame, scores, settings)
-extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024
+extra = (status("VmHWM:") - baseline) / 1024
 print("STATS_RSS", extra)
 """
 
 MEASURE = """
-import json, resource, time
+import json, time
 exec(compile({setup!r}, "setup", "exec"))
 started = time.perf_counter()
 exec(compile({work!r}, "work", "exec"))
+# VmHWM, not ru_maxrss: Linux carries the parent's high-water mark into ru_maxrss across exec
+peak_kb = next(
+    int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")
+)
 print("RESULT", json.dumps({{
     "seconds": time.perf_counter() - started,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mb": peak_kb / 1024,
 }}))
 """
 

@@ -334,7 +334,7 @@ def load_dataset(
     for folder in (new_staged, new_rejects, scratch):
         folder.mkdir(parents=True)
     try:
-        result = _load_files(contract, sources, new_staged, new_rejects, scratch, quiet=quiet)
+        result = load_files(contract, sources, new_staged, new_rejects, scratch, quiet=quiet)
         result.staged_dir, result.rejects_dir = staged_dir, rejects_dir
         _publish_rejects(new_rejects, rejects_dir, [s.name for s in sources], full_load)
         error = tolerance_error(contract, result)
@@ -347,7 +347,7 @@ def load_dataset(
     return result
 
 
-def _load_files(
+def load_files(
     contract: Contract,
     sources: list[Path],
     staged: Path,
@@ -356,6 +356,7 @@ def _load_files(
     *,
     quiet: bool,
 ) -> LoadResult:
+    """Load each file into `staged`/`rejects` (one Parquet file each) with one DuckDB session."""
     connection = duckdb.connect(config={"temp_directory": str(scratch / "duckdb_tmp")})
     connection.execute(f"set enable_progress_bar = {str(interactive() and not quiet).lower()}")
     loader = FileLoader(connection, contract)

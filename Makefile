@@ -6,6 +6,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 DATASET ?= events
+TARGET ?=
+MODE ?= replace
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +16,7 @@ DBT := $(BIN)/dbt
 DBT_FLAGS := --project-dir dbt_project --profiles-dir .
 export CIQ_HOME := $(CURDIR)
 
-.PHONY: help setup all init load generate build summary test lint format docs bench sample clean
+.PHONY: help setup all init load generate build summary report doctor publish test lint format docs bench sample clean
 
 help: ## list the targets (DATASET=<name> picks the dataset, default events)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,10 +29,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
-all: setup ## load DATASET's raw files (the bundled sample for events), dbt build, show results
+all: setup ## load DATASET (the bundled sample for events), dbt build on DuckDB, report; TARGET=postgres also publishes
 	$(CIQ) init $(DATASET)
 	$(CIQ) load $(DATASET)
-	$(CIQ) build $(DATASET)
+	$(CIQ) build $(DATASET) --report
+	$(if $(filter postgres,$(TARGET)),$(CIQ) publish $(DATASET) --no-build --mode $(MODE))
 
 init: setup ## copy the bundled sample into data/raw/DATASET/ when that folder is empty
 	$(CIQ) init $(DATASET)
@@ -41,11 +44,20 @@ load: setup ## check data/raw/DATASET/ against contracts/DATASET.yml and stage i
 generate: setup ## write the dbt sources, docs and tests of DATASET from its contract
 	$(CIQ) generate $(DATASET)
 
-build: setup ## generate, then `dbt build` DATASET on DuckDB and print the diagnostics
-	$(CIQ) build $(DATASET)
+build: setup ## generate, then `dbt build` DATASET on DuckDB and print the diagnostics (TARGET=postgres: on PostgreSQL)
+	$(CIQ) build $(DATASET) $(if $(TARGET),--target $(TARGET))
 
 summary: setup ## print the overlap and balance results of the last build
 	$(CIQ) summary $(DATASET)
+
+report: setup ## write artifacts/DATASET/report.html (self-contained) and report.md from the last build
+	$(CIQ) report $(DATASET)
+
+doctor: setup ## check Python, dbt, DuckDB, disk space, the warehouse and PostgreSQL; say what to fix
+	$(CIQ) doctor
+
+publish: setup ## build DATASET on DuckDB, then publish it to PostgreSQL and test it there (MODE=upsert)
+	$(CIQ) publish $(DATASET) --mode $(MODE)
 
 test: setup lint ## run the test suite (real dbt, DuckDB files, every rule) after the linters
 	$(BIN)/pytest -q
@@ -63,11 +75,11 @@ docs: setup ## generate the dbt docs of DATASET and serve them on http://localho
 	$(DBT) docs generate $(DBT_FLAGS)
 	$(DBT) docs serve $(DBT_FLAGS) --port 8080 --no-browser
 
-bench: setup ## benchmarks: loader vs DuckDB COPY, propensity + diagnostics per 1M rows
+bench: setup ## benchmarks: loader vs DuckDB COPY, propensity + diagnostics per 1M rows, publish vs psql \copy
 	$(BIN)/python bench/run.py
 
 sample: setup ## regenerate the small tracked sample in data/samples/events/
 	$(BIN)/python -c "from pathlib import Path; from loaders.sample_data import write_sample; print(write_sample(Path('data/samples/events')))"
 
-clean: ## remove staged data, rejects, the warehouse and dbt's target/ (raw files stay)
-	rm -rf data/staged data/rejects warehouse/*.duckdb warehouse/*.wal dbt_project/target dbt_project/logs logs
+clean: ## remove staged data, rejects, the warehouse, reports and dbt's target/ (raw files stay)
+	rm -rf data/staged data/rejects artifacts warehouse/*.duckdb warehouse/*.wal warehouse/publish dbt_project/target dbt_project/logs logs

@@ -5,6 +5,8 @@
    the same run: wall time, the ratio, and peak RSS of each process.
 2. propensity_scores + overlap_diagnostics + covariate_balance (the dbt Python models' functions)
    per 1M rows: wall time and peak RSS above the process's baseline.
+Publish (bench/publish.py): `ciq publish` of 1M rows into PostgreSQL against `psql \\copy` of the
+same rows into the same server: wall time, the ratio and peak RSS.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.formats import bench_formats, bench_large  # noqa: E402
+from bench.publish import bench_publish  # noqa: E402
 
 COPY = """
 import duckdb
@@ -157,12 +160,15 @@ def main() -> None:
     parser.add_argument("--xlsx-rows", type=int, default=100_000)
     parser.add_argument("--large-csv-rows", type=int, default=10_000_000)
     parser.add_argument("--large-jsonl-rows", type=int, default=2_000_000)
+    parser.add_argument("--publish-rows", type=int, default=1_000_000)
     parser.add_argument(
-        "--only", choices=["loader", "stats", "formats", "large"], help="run one part only"
+        "--only",
+        choices=["loader", "stats", "formats", "large", "publish"],
+        help="run one part only",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ciq-bench-"))
-    parts = [args.only] if args.only else ["loader", "stats", "formats", "large"]
+    parts = [args.only] if args.only else ["loader", "stats", "formats", "large", "publish"]
     try:
         if "loader" in parts:
             bench_loader(work, args.rows, args.repeats)
@@ -172,6 +178,8 @@ def main() -> None:
             bench_formats(work, args.format_rows, args.xlsx_rows, measure)
         if "large" in parts:
             bench_large(work, measure, args.large_csv_rows, args.large_jsonl_rows)
+        if "publish" in parts:
+            bench_publish(work, args.publish_rows, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

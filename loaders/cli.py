@@ -1,4 +1,4 @@
-"""The `ciq` command line: load raw files, generate dbt files from a contract, build, summarise."""
+"""The `ciq` command line: load, generate, build, summarise, report and check the set-up."""
 
 from __future__ import annotations
 
@@ -11,17 +11,84 @@ from pathlib import Path
 
 from loaders import __version__
 from loaders.contract import Contract, contract_for
-from loaders.errors import CiqError, LoadError
+from loaders.errors import BuildError, CiqError, LoadError
 from loaders.settings import DEFAULT_DATASET, Paths
 
 EPILOG = """examples:
   ciq init events                 copy the bundled sample into data/raw/events/
+  ciq check events                validate contracts/events.yml
   ciq load events                 check and stage every file of data/raw/events/
   ciq load events new.csv.gz      check and stage one file
   ciq generate events             write the dbt sources, docs and tests from the contract
   ciq build events                generate, then `dbt build` on the dataset, then summarise
+  ciq build events --report       the same, then write the report (also when a gate fails)
   ciq summary events              print the diagnostics of the last build
+  ciq report events               write artifacts/events/report.html and report.md
+  ciq doctor                      check Python, dbt, DuckDB, disk, warehouse and PostgreSQL
+  ciq publish events              build on DuckDB, move the causal tables to PostgreSQL, test
+  ciq sample big.csv.gz --rows 5000000   write a large generated file to load
+  ciq --debug build events        show the traceback of an error
+
+Run `ciq COMMAND --help` for a command's options and examples.
 """
+EXAMPLES = {
+    "init": """examples:
+  ciq init                        copy data/samples/events/ into data/raw/events/
+  ciq init stores                 the same for the dataset stores (if it has a sample)
+""",
+    "check": """examples:
+  ciq check events                validate contracts/events.yml and print its roles
+""",
+    "load": """examples:
+  ciq load events                 check and stage every file of data/raw/events/
+  ciq load events new.csv.gz      check and stage one file (others stay staged)
+  ciq load events --quiet         no per-file progress lines
+""",
+    "generate": """examples:
+  ciq generate events             write the dbt YAML, docs, tests and settings of events
+""",
+    "build": """examples:
+  ciq build events                generate, `dbt build`, print overlap and balance
+  ciq build events --report       also write artifacts/events/report.html (even when a gate
+                                  fails, if the diagnostics tables were built)
+  ciq build events --target ci    build into the profile's ci target
+  ciq build events --target postgres
+                                  load the staged rows into PostgreSQL and build staging,
+                                  curated and causal_ready there (the scale-out path)
+""",
+    "summary": """examples:
+  ciq summary events              overlap verdict and balance table of the last build
+""",
+    "report": """examples:
+  ciq report events               write artifacts/events/report.html, report.md and the PNGs
+  make report DATASET=events      the same through make
+""",
+    "publish": """examples:
+  ciq publish events              build, then publish to PostgreSQL schema events (replace)
+  ciq publish events --no-build   publish the tables of the last build as they are
+  ciq publish events --mode upsert
+                                  merge rows by the contract's primary key instead
+  ciq publish events --schema api publish into the schema api instead of events
+  CIQ_POSTGRES_DSN=postgresql://user:pw@db:5432/app ciq publish events
+                                  publish to that server (else PG* variables, else the
+                                  bundled server in warehouse/postgres/)
+""",
+    "postgres": """examples:
+  ciq postgres uri                print the connection string ciq uses (starts the bundled
+                                  server when no server is configured)
+  psql "$(ciq postgres uri)" -c 'select * from events.ciq_published_tables'
+  ciq postgres stop               stop the bundled server
+""",
+    "doctor": """examples:
+  ciq doctor                      check this machine and project; exit 1 if something is wrong
+  PGHOST=db.internal ciq doctor   also check that PostgreSQL answers (PGPORT, PGUSER, ...)
+""",
+    "sample": """examples:
+  ciq sample big.csv.gz --rows 5000000                 a large realistic file
+  ciq sample poor.csv --rows 3000 --scenario poor_overlap
+  ciq sample skew.csv --scenario imbalanced --seed 3
+""",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +102,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def subcommand(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = subcommand(name, text)
         sub.add_argument("dataset", nargs="?", default=DEFAULT_DATASET, help="dataset name")
         return sub
 
@@ -48,12 +124,57 @@ def _parser() -> argparse.ArgumentParser:
     command("generate", "write the dbt sources, docs, tests and settings from the contract")
     build = command("build", "generate, run `dbt build` for the dataset, print the results")
     build.add_argument("--target", default=None, help="dbt target (default: profile's)")
+    build.add_argument(
+        "--report",
+        action="store_true",
+        help="then write the diagnostics report, also when a gate fails",
+    )
     command("summary", "print overlap and balance results of the last build")
-    sample = commands.add_parser("sample", help="write a generated events dataset (CSV)")
+    command(
+        "report",
+        "write artifacts/<dataset>/report.html (self-contained) and report.md with the "
+        "pictures from the last build",
+    )
+    publish = command(
+        "publish",
+        "build on DuckDB, then move the causal tables to PostgreSQL in one transaction and "
+        "build and test the publish layer there",
+    )
+    publish.add_argument(
+        "--mode",
+        choices=("replace", "upsert"),
+        default="replace",
+        help="replace the tables (default) or upsert rows by the contract's primary key",
+    )
+    publish.add_argument(
+        "--schema", default=None, help="PostgreSQL schema (default: CIQ_PUBLISH_SCHEMA or dataset)"
+    )
+    publish.add_argument(
+        "--target", default="postgres", help="dbt target of the publish layer (default postgres)"
+    )
+    publish.add_argument(
+        "--no-build", action="store_true", help="publish the last build's tables, do not rebuild"
+    )
+    postgres = subcommand("postgres", "the PostgreSQL server ciq publishes to")
+    postgres.add_argument(
+        "action",
+        choices=("uri", "stop"),
+        help="uri: print its connection string; stop: stop the bundled server",
+    )
+    subcommand(
+        "doctor",
+        "check Python, dbt, DuckDB, disk space, the warehouse and PostgreSQL reachability, "
+        "and say what to fix",
+    )
+    sample = subcommand("sample", "write a generated events dataset (CSV) with a known truth")
     sample.add_argument("out", type=Path, help="output file (.csv or .csv.gz)")
-    sample.add_argument("--rows", type=int, default=100_000)
-    sample.add_argument("--seed", type=int, default=7)
-    sample.add_argument("--scenario", default="realistic")
+    sample.add_argument("--rows", type=int, default=100_000, help="rows (default 100000)")
+    sample.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    sample.add_argument(
+        "--scenario",
+        default="realistic",
+        help="realistic (default), poor_overlap or imbalanced",
+    )
     return parser
 
 
@@ -79,6 +200,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "init":
         return _init(paths, args.dataset)
+    if args.command == "postgres":
+        return _postgres(paths, args.action)
+    if args.command == "doctor":
+        from loaders.doctor import diagnose, exit_code, render
+
+        findings = diagnose(paths)
+        print(render(findings, paths))
+        return exit_code(findings)
     contract = contract_for(args.dataset, paths.contracts)
     if args.command == "check":
         print(_describe(contract))
@@ -94,13 +223,85 @@ def _run(args: argparse.Namespace) -> int:
         for path in generate(contract, paths):
             print(f"wrote {path.relative_to(paths.root)}")
     elif args.command == "build":
-        from loaders.dbt_build import build
+        _build(contract, paths, target=args.target, report=args.report)
+    elif args.command == "publish":
+        from loaders.publish import publish
 
-        build(contract, paths, target=args.target)
+        report = publish(
+            contract,
+            paths,
+            mode=args.mode,
+            schema=args.schema,
+            target=args.target,
+            build=not args.no_build,
+        )
+        print(report.summary())
+    elif args.command == "report":
+        from loaders.report import write_report
+
+        print(write_report(contract, paths).summary())
     elif args.command == "summary":
         from loaders.results import summary
 
         print(summary(contract, paths))
+    return 0
+
+
+def _build(contract: Contract, paths: Paths, *, target: str | None, report: bool) -> None:
+    """`ciq build`, then (with --report) the report, which is written even when dbt fails."""
+    from loaders.dbt_build import build
+    from loaders.postgres_dbt import profile_target_type
+
+    if profile_target_type(paths, target) == "postgres":
+        from loaders.postgres_build import build_on_postgres
+
+        print(build_on_postgres(contract, paths, target=str(target)))
+        if report:
+            print(
+                "ciq: no report on a PostgreSQL target: the diagnostics it reads are built on "
+                f"DuckDB (`ciq build {contract.dataset} --report`)",
+                file=sys.stderr,
+            )
+        return
+    try:
+        build(contract, paths, target=target)
+    except BuildError:
+        if report:
+            _report_after_failure(contract, paths)
+        raise
+    if report:
+        from loaders.report import write_report
+
+        print(write_report(contract, paths).summary())
+
+
+def _report_after_failure(contract: Contract, paths: Paths) -> None:
+    from loaders.report import write_report
+    from loaders.report_data import diagnostics_exist
+
+    if not diagnostics_exist(contract, paths):
+        print("ciq: no report: the diagnostics tables were not built", file=sys.stderr)
+        return
+    try:
+        print(write_report(contract, paths).summary())
+    except CiqError as exc:
+        print(f"ciq: no report: {exc}", file=sys.stderr)
+
+
+def _postgres(paths: Paths, action: str) -> int:
+    from loaders.postgres import resolve
+
+    if action == "stop":
+        from loaders.postgres_server import stop_bundled_server
+
+        stopped = stop_bundled_server(paths)
+        print(
+            "stopped the bundled PostgreSQL server"
+            if stopped
+            else "the bundled server is not running"
+        )
+        return 0
+    print(resolve(paths).conninfo)
     return 0
 
 

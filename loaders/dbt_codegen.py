@@ -17,7 +17,11 @@ from typing import Any
 
 import yaml
 
-from loaders.contract import DUCKDB_TYPES, Column, Contract
+from loaders.contract import Column, Contract
+from loaders.diagnostics_yaml import diagnostics_models
+from loaders.postgres_types import dbt_data_type
+from loaders.publish_codegen import disable_python_models_on_postgres, publish_documents
+from loaders.publish_settings import LOADER_TABLE
 from loaders.settings import Paths
 from loaders.sql import literal
 
@@ -94,7 +98,7 @@ def _column_doc(column: Column, *, with_type: bool = True) -> dict[str, Any]:
     role = "" if column.role == "attribute" else f" [{column.role}]"
     doc["description"] = (column.description or f"{column.name} ({column.type}).") + role
     if with_type:
-        doc["data_type"] = DUCKDB_TYPES[column.type].lower()
+        doc["data_type"] = dbt_data_type(column.type)  # per target: DuckDB's or PostgreSQL's
     return doc
 
 
@@ -134,9 +138,12 @@ def sources_yaml(contract: Contract, paths: Paths) -> dict[str, Any]:
                     f"data/rejects/{contract.dataset}/)."
                 ),
                 "meta": {"external_location": location},
+                # on PostgreSQL (no external files) the staged rows are a table there
+                "schema": contract.dataset,
                 "tables": [
                     {
                         "name": "records",
+                        "identifier": LOADER_TABLE,
                         "description": contract.description,
                         "columns": [_column_doc(c) for c in contract.columns] + _lineage_columns(),
                     }
@@ -247,7 +254,8 @@ def causal_yaml(contract: Contract) -> dict[str, Any]:
             }
         ],
     )
-    return {"version": 2, "models": [ready, scores, overlap, balance]}
+    diagnostics = diagnostics_models(settings["ciq"])
+    return {"version": 2, "models": [ready, scores, overlap, balance, *diagnostics]}
 
 
 OVERLAP_COLUMNS = {
@@ -309,6 +317,9 @@ def generate(contract: Contract, paths: Paths) -> list[Path]:
         models / "curated" / "_curated__models.yml": curated_yaml(contract),
         models / "causal" / "_causal__models.yml": causal_yaml(contract),
     }
+    disable_python_models_on_postgres(documents.values(), paths)
+    causal = documents[models / "causal" / "_causal__models.yml"]
+    documents.update(publish_documents(contract, paths, causal))
     written = []
     for path, document in documents.items():
         text = header + yaml.dump(

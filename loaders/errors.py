@@ -27,3 +27,11 @@ class BuildError(CiqError):
     """dbt reported errors or failing gates."""
 
     exit_code = 1
+
+
+class ReportError(CiqError):
+    """The diagnostics report cannot be written (nothing built yet, unreadable artifacts, ...)."""
+
+
+class PublishError(CiqError):
+    """PostgreSQL cannot be reached, or a table cannot be published (the previous version stays)."""

@@ -54,3 +54,7 @@ class Paths:
 
     def rejects(self, dataset: str) -> Path:
         return self.data / "rejects" / dataset
+
+    def artifacts(self, dataset: str) -> Path:
+        """Where `ciq report` writes the report and pictures of a dataset (git-ignored)."""
+        return self.root / "artifacts" / dataset

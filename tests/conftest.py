@@ -10,6 +10,7 @@ import pytest
 
 from loaders.cli import main
 from loaders.settings import Paths
+from tests.postgres_fixtures import postgres, postgres_server  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = {
@@ -17,6 +18,8 @@ GENERATED = {
     "_staging__models.yml",
     "_curated__models.yml",
     "_causal__models.yml",
+    "_ciq_publish__sources.yml",
+    "_publish__models.yml",
 }
 
 

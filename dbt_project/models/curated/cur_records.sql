@@ -32,7 +32,7 @@ versioned as (
                 {%- if contract.time_col and contract.time_col not in contract.primary_key %}
                 {{ adapter.quote(contract.time_col) }} desc nulls last,
                 {%- endif %}
-                _source_file desc,
+                {{ ciq_binary_order('_source_file') }} desc,
                 _source_row desc
         ) as version_rank
 

@@ -16,7 +16,8 @@ DBT := $(BIN)/dbt
 DBT_FLAGS := --project-dir dbt_project --profiles-dir .
 export CIQ_HOME := $(CURDIR)
 
-.PHONY: help setup all init load generate build summary report doctor publish test lint format docs bench sample clean
+
+.PHONY: help setup all init land validate load generate build summary report doctor publish test lint format docs bench sample clean
 
 help: ## list the targets (DATASET=<name> picks the dataset, default events)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +38,12 @@ all: setup ## load DATASET (the bundled sample for events), dbt build on DuckDB,
 
 init: setup ## copy the bundled sample into data/raw/DATASET/ when that folder is empty
 	$(CIQ) init $(DATASET)
+
+land: setup ## land SRC (files or a drop folder) as a batch of DATASET: make land SRC=~/drop [RUN_DATE=YYYYMMDD]
+	$(CIQ) land $(DATASET) $(SRC) $(if $(RUN_DATE),--run-date $(RUN_DATE))
+
+validate: setup ## check every landed batch: manifests present, parts present and intact
+	$(CIQ) validate
 
 load: setup ## check data/raw/DATASET/ against contracts/DATASET.yml and stage it as Parquet
 	$(CIQ) load $(DATASET)

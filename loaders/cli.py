@@ -12,6 +12,7 @@ from pathlib import Path
 from loaders import __version__
 from loaders.contract import Contract, contract_for
 from loaders.errors import BuildError, CiqError, LoadError
+from loaders.runlog import logged_step
 from loaders.settings import DEFAULT_DATASET, Paths
 
 EPILOG = """examples:
@@ -35,6 +36,17 @@ EXAMPLES = {
     "init": """examples:
   ciq init                        copy data/samples/events/ into data/raw/events/
   ciq init stores                 the same for the dataset stores (if it has a sample)
+""",
+    "land": """examples:
+  ciq land events ~/drop/                       copy a drop folder in as one batch (today)
+  ciq land events a.csv b.csv.gz --run-date 20240105 --namespace crm
+  ciq land events ~/drop/ --move                move instead of copy
+  ciq land events ~/drop/ --dry-run             print the plan, touch nothing
+  ciq land events ~/drop/ --force               land bytes already landed once more
+""",
+    "validate": """examples:
+  ciq validate                                  every batch of every dataset
+  ciq validate events                           the batches of events only
 """,
     "check": """examples:
   ciq check events                validate contracts/events.yml and print its roles
@@ -118,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
 
     command("init", "copy the bundled sample of a dataset into data/raw/<dataset>/ (if empty)")
     command("check", "validate contracts/<dataset>.yml and print its summary")
+    land = command("land", "land files or a drop folder as an immutable batch with a manifest")
+    land.add_argument("sources", nargs="+", type=Path, help="files and/or folders to land")
+    land.add_argument("--namespace", default="default", help="namespace (default: default)")
+    land.add_argument("--run-date", default=None, help="YYYYMMDD (default: today)")
+    land.add_argument("--move", action="store_true", help="move the files instead of copying")
+    land.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    land.add_argument("--force", action="store_true", help="land bytes already landed again")
+    validate = subcommand("validate", "check every landed batch: manifests, parts, checksums")
+    validate.add_argument("dataset", nargs="?", default=None, help="one dataset (default: all)")
     load = command("load", "check raw files against the contract and stage them as Parquet")
     load.add_argument("files", nargs="*", type=Path, help="files to load (default: all raw)")
     load.add_argument("--quiet", action="store_true", help="no per-file progress lines")
@@ -182,7 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `ciq` and `python -m loaders`; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        with logged_step(
+            Paths.from_env().logs / "ciq.log", args.command, _dataset_of(args)
+        ) as step:
+            code = _run(args)
+            step.note(exit_code=code)
+            return code
     except CiqError as exc:
         if args.debug:
             raise
@@ -202,6 +228,8 @@ def _run(args: argparse.Namespace) -> int:
         return _init(paths, args.dataset)
     if args.command == "postgres":
         return _postgres(paths, args.action)
+    if args.command == "validate":
+        return _validate(paths, args.dataset)
     if args.command == "doctor":
         from loaders.doctor import diagnose, exit_code, render
 
@@ -211,6 +239,8 @@ def _run(args: argparse.Namespace) -> int:
     contract = contract_for(args.dataset, paths.contracts)
     if args.command == "check":
         print(_describe(contract))
+    elif args.command == "land":
+        _land(contract, paths, args)
     elif args.command == "load":
         from loaders.staging import load_dataset
 
@@ -245,6 +275,36 @@ def _run(args: argparse.Namespace) -> int:
 
         print(summary(contract, paths))
     return 0
+
+
+def _dataset_of(args: argparse.Namespace) -> str | None:
+    return getattr(args, "dataset", None)
+
+
+def _land(contract: Contract, paths: Paths, args: argparse.Namespace) -> None:
+    from loaders.landing import land, plan_landing
+
+    plan = plan_landing(
+        contract,
+        paths.data,
+        [source.resolve() for source in args.sources],
+        namespace=args.namespace,
+        run_date=args.run_date,
+        force=args.force,
+    )
+    if not args.dry_run:
+        land(contract, plan, move=args.move)
+    print(plan.describe(done=not args.dry_run))
+
+
+def _validate(paths: Paths, dataset: str | None) -> int:
+    from loaders.landing import validate
+
+    problems = validate(paths.data, dataset)
+    for problem in problems:
+        print(f"  - {problem}")
+    print(f"landing zone: {len(problems)} problem(s)" if problems else "landing zone: all valid")
+    return 1 if problems else 0
 
 
 def _build(contract: Contract, paths: Paths, *, target: str | None, report: bool) -> None:

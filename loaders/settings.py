@@ -37,6 +37,10 @@ class Paths:
         return self.root / "macros"
 
     @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
     def warehouse(self) -> Path:
         return Path(os.environ.get("CIQ_WAREHOUSE", self.root / "warehouse" / "ciq.duckdb"))
 

@@ -159,3 +159,34 @@ def test_run_log_records_steps_and_failures(tmp_path: Path) -> None:
     )
     assert second["outcome"] == "error: bad file"
     assert second["seconds"] >= 0
+
+
+def test_cli_land_validate_and_log(project: Paths, tmp_path: Path, ciq) -> None:
+    folder = drop(tmp_path)
+    code, out, _ = ciq("land", "events", str(folder), "--run-date", "20240105", "--dry-run")
+    assert code == 0 and "would land 2 part(s)" in out
+    assert not (project.data / "landing").exists()
+    code, out, _ = ciq("land", "events", str(folder), "--run-date", "20240105")
+    assert code == 0 and "landed 2 part(s)" in out
+    code, out, _ = ciq("land", "events", str(folder), "--run-date", "20240105")
+    assert code == 0 and "nothing new to land" in out
+    assert ciq("validate")[1].strip() == "landing zone: all valid"
+    part = next((project.data / "landing").rglob("events_2024_01.csv"))
+    part.write_text("tampered\n")
+    code, out, _ = ciq("validate", "events")
+    assert code == 1 and "1 problem(s)" in out
+    code, _, err = ciq("land", "events", str(folder), "--namespace", "../up")
+    assert code == 2 and "namespace '../up' is not allowed" in err
+    lines = [
+        json.loads(line) for line in (project.root / "logs" / "ciq.log").read_text().splitlines()
+    ]
+    assert [line["command"] for line in lines] == [
+        "land",
+        "land",
+        "land",
+        "validate",
+        "validate",
+        "land",
+    ]
+    assert lines[-1]["outcome"].startswith("error: namespace '../up'")
+    assert lines[1]["dataset"] == "events"

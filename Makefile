@@ -17,7 +17,7 @@ DBT_FLAGS := --project-dir dbt_project --profiles-dir .
 export CIQ_HOME := $(CURDIR)
 
 
-.PHONY: help setup all init land validate load generate build summary report doctor publish test lint format docs bench sample clean
+.PHONY: help setup all init land validate stage status load generate build summary report doctor publish test lint format docs bench sample clean
 
 help: ## list the targets (DATASET=<name> picks the dataset, default events)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,9 +30,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
-all: setup ## load DATASET (the bundled sample for events), dbt build on DuckDB, report; TARGET=postgres also publishes
+all: setup ## land data/raw/DATASET (the bundled sample for events), validate, stage, dbt build, report; TARGET=postgres also publishes
 	$(CIQ) init $(DATASET)
-	$(CIQ) load $(DATASET)
+	$(CIQ) land $(DATASET) data/raw/$(DATASET)
+	$(CIQ) validate $(DATASET)
+	$(CIQ) stage $(DATASET)
 	$(CIQ) build $(DATASET) --report
 	$(if $(filter postgres,$(TARGET)),$(CIQ) publish $(DATASET) --no-build --mode $(MODE))
 
@@ -44,6 +46,12 @@ land: setup ## land SRC (files or a drop folder) as a batch of DATASET: make lan
 
 validate: setup ## check every landed batch: manifests present, parts present and intact
 	$(CIQ) validate
+
+stage: setup ## stage the latest landed batch of each run date (BATCH=all|<id>, RUN_DATE=YYYYMMDD)
+	$(CIQ) stage $(DATASET) --batch $(or $(BATCH),latest) $(if $(RUN_DATE),--run-date $(RUN_DATE))
+
+status: setup ## staged batches of DATASET: rows, rejects, state, schema check, issues
+	$(CIQ) status $(DATASET)
 
 load: setup ## check data/raw/DATASET/ against contracts/DATASET.yml and stage it as Parquet
 	$(CIQ) load $(DATASET)

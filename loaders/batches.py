@@ -9,57 +9,34 @@ partial batch visible; the next run simply stages it again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from loaders.batch_state import (
+    FAILED_CONTRACT,
+    FAILED_SCHEMA,
+    STAGED,
+    BatchState,
+    contract_schema,
+    read_state,
+    schema_hash,
+    write_state,
+)
 from loaders.contract import Contract
 from loaders.errors import CiqError, LoadError, RejectsExceeded
-from loaders.landing import LATEST, MANIFEST, check_run_date, run_dir, table_dir, write_atomic
+from loaders.landing import LATEST, MANIFEST, check_run_date, run_dir, table_dir
 from loaders.settings import Paths
-from loaders.sql import literal
-from loaders.staging import load_files, tolerance_error
-
-STATE = "_state.json"
-STAGED, FAILED_CONTRACT, FAILED_SCHEMA = "staged", "failed_contract", "failed_schema_mismatch"
+from loaders.staging import load_files, swap_dir, tolerance_error, write_manifest
 
 
 class SchemaGateError(CiqError):
     """Staged batches disagree with the contract's schema: the build must not run."""
 
     exit_code = 1
-
-
-def schema_hash(columns: list[tuple[str, str]]) -> str:
-    """First 16 hex digits of SHA-256 of "col1:dtype1;col2:dtype2;..." in column order."""
-    text = ";".join(f"{name}:{dtype}" for name, dtype in columns)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def contract_schema(contract: Contract) -> list[tuple[str, str]]:
-    return [(column.name, column.duckdb_type) for column in contract.columns]
-
-
-@dataclass
-class BatchState:
-    """What staging one batch produced."""
-
-    run_date: str
-    batch_id: str
-    state: str
-    rows: int = 0
-    rejects: int = 0
-    schema_hash: str | None = None
-    columns: list[list[str]] = field(default_factory=list)
-    parts_sha256: list[str] = field(default_factory=list)
-    contract_sha256: str = ""
-    issues: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -119,14 +96,7 @@ def select_batches(
 
 
 def staged_dir(paths: Paths, contract: Contract, batch: Batch) -> Path:
-    return (
-        paths.staged(contract.dataset) / f"run_date={batch.run_date}" / f"batch_id={batch.batch_id}"
-    )
-
-
-def read_state(folder: Path) -> BatchState | None:
-    path = folder / STATE
-    return BatchState(**json.loads(path.read_text())) if path.exists() else None
+    return paths.staged_batch(contract.dataset, batch.run_date, batch.batch_id)
 
 
 def stage_batch(
@@ -168,16 +138,12 @@ def stage_batch(
             error = tolerance_error(contract, result)
             if isinstance(error, RejectsExceeded):
                 state.state, state.issues = FAILED_CONTRACT, [str(error).splitlines()[-1]]
-            state.columns = [list(c) for c in _staged_schema(staged)]
-            state.schema_hash = (
-                schema_hash([tuple(c) for c in state.columns]) if state.columns else None
-            )
-        write_atomic(staged / STATE, json.dumps(asdict(state), indent=2))
-        _replace_folder(staged, target)
-        rejects_target = paths.rejects(contract.dataset) / target.relative_to(
-            paths.staged(contract.dataset)
-        )
-        _replace_folder(rejects, rejects_target)
+            state.describe_schema(staged)
+            write_manifest(staged, contract, result, parts)
+        write_state(staged, state)
+        swap_dir(staged, target)
+        rejects_target = paths.rejects_batch(contract.dataset, batch.run_date, batch.batch_id)
+        swap_dir(rejects, rejects_target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if state.state != STAGED:
@@ -187,29 +153,6 @@ def stage_batch(
 
 def _is_schema_problem(message: str) -> bool:
     return any(text in message for text in ("are not in", "missing column", "more than once"))
-
-
-def _staged_schema(folder: Path) -> list[tuple[str, str]]:
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        return []
-    glob = literal(str(folder / "*.parquet"))
-    rows = duckdb.sql(
-        f"describe select * from read_parquet({glob}, union_by_name = true, "
-        "hive_partitioning = false)"
-    ).fetchall()
-    return [
-        (str(name), str(dtype)) for name, dtype, *_ in rows if not str(name).startswith("_source")
-    ]
-
-
-def _replace_folder(new: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-    if final.exists():
-        final.rename(old)
-    new.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _drop_parquet(folder: Path) -> None:

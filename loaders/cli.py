@@ -44,6 +44,16 @@ EXAMPLES = {
   ciq land events ~/drop/ --dry-run             print the plan, touch nothing
   ciq land events ~/drop/ --force               land bytes already landed once more
 """,
+    "stage": """examples:
+  ciq stage events                              stage the latest batch of every run date
+  ciq stage events --run-date 20240105          the latest batch of that run date
+  ciq stage events --batch all                  every landed batch
+  ciq stage events --batch <id> --force         restage one batch even if unchanged
+""",
+    "status": """examples:
+  ciq status events                             batch, run date, rows, rejects, state, schema
+  ciq status events --json                      the same as JSON
+""",
     "validate": """examples:
   ciq validate                                  every batch of every dataset
   ciq validate events                           the batches of events only
@@ -137,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     land.add_argument("--move", action="store_true", help="move the files instead of copying")
     land.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     land.add_argument("--force", action="store_true", help="land bytes already landed again")
+    stage = command("stage", "stage landed batches into Parquet (skips batches already staged)")
+    stage.add_argument("--namespace", default="default", help="namespace (default: default)")
+    stage.add_argument("--run-date", default=None, help="only this run date (YYYYMMDD)")
+    stage.add_argument("--batch", default="latest", help="latest (default), all, or a batch id")
+    stage.add_argument("--force", action="store_true", help="restage even if unchanged")
+    status = command("status", "staged batches: rows, rejects, state, schema check, issues")
+    status.add_argument("--json", action="store_true", help="print JSON rows")
     validate = subcommand("validate", "check every landed batch: manifests, parts, checksums")
     validate.add_argument("dataset", nargs="?", default=None, help="one dataset (default: all)")
     load = command("load", "check raw files against the contract and stage them as Parquet")
@@ -241,6 +258,10 @@ def _run(args: argparse.Namespace) -> int:
         print(_describe(contract))
     elif args.command == "land":
         _land(contract, paths, args)
+    elif args.command == "stage":
+        return _stage(contract, paths, args)
+    elif args.command == "status":
+        _status(contract, paths, as_json=args.json)
     elif args.command == "load":
         from loaders.staging import load_dataset
 
@@ -295,6 +316,32 @@ def _land(contract: Contract, paths: Paths, args: argparse.Namespace) -> None:
     if not args.dry_run:
         land(contract, plan, move=args.move)
     print(plan.describe(done=not args.dry_run))
+
+
+def _stage(contract: Contract, paths: Paths, args: argparse.Namespace) -> int:
+    from loaders.batches import select_batches, stage_batch
+
+    chosen = select_batches(paths, contract, args.namespace, args.run_date, args.batch)
+    failed = 0
+    for batch in chosen:
+        state, staged_now = stage_batch(contract, paths, batch, force=args.force, quiet=_quiet())
+        verb = "staged" if staged_now else "unchanged, skipped"
+        print(
+            f"run_date={state.run_date} batch_id={state.batch_id}: {state.state} ({verb}); "
+            f"{state.rows} rows, {state.rejects} rejected"
+            + (f"; {state.issues[0]}" if state.issues else "")
+        )
+        failed += state.state != "staged"
+    return 1 if failed else 0
+
+
+def _status(contract: Contract, paths: Paths, *, as_json: bool) -> None:
+    import json
+
+    from loaders.batches import status_rows, status_table
+
+    rows = status_rows(paths, contract)
+    print(json.dumps(rows, indent=2) if as_json else status_table(rows))
 
 
 def _validate(paths: Paths, dataset: str | None) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from dbt.cli.main import dbtRunner
 
+from loaders.batches import schema_gate
 from loaders.contract import Contract
 from loaders.dbt_codegen import generate
 from loaders.errors import BuildError
@@ -43,7 +44,8 @@ def run_dbt(paths: Paths, args: Sequence[str]) -> object:
 
 
 def build(contract: Contract, paths: Paths, *, target: str | None = None) -> None:
-    """Generate, `dbt build`, and print where the results are; BuildError on any failure."""
+    """Schema gate, generate, `dbt build`, print where the results are; BuildError on failure."""
+    schema_gate(paths, contract)
     generate(contract, paths)
     extra = ["--target", target] if target else []
     outcome = run_dbt(paths, dbt_args(paths, "build", *extra))

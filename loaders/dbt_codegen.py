@@ -125,7 +125,12 @@ def _column_tests(column: Column, contract: Contract, *, curated: bool) -> list[
 
 def sources_yaml(contract: Contract, paths: Paths) -> dict[str, Any]:
     staged = paths.staged(contract.dataset)
-    location = f"read_parquet('{staged}/*.parquet', union_by_name = true, file_row_number = true)"
+    # every staged batch (the raw folder's included); no braces: dbt-duckdb format_map()s this
+    location = (
+        "(select * exclude (run_date, batch_id), run_date as _run_date, batch_id as _batch_id "
+        f"from read_parquet('{staged}/run_date=*/batch_id=*/*.parquet', union_by_name = true, "
+        "file_row_number = true, hive_partitioning = true, hive_types_autocast = false))"
+    )
     return {
         "version": 2,
         "sources": [
@@ -159,6 +164,11 @@ def _model(name: str, columns: list[dict[str, Any]], **extra: Any) -> dict[str, 
 
 def _lineage_columns() -> list[dict[str, Any]]:
     return [
+        {
+            "name": "_run_date",
+            "description": "Run date (YYYYMMDD) of the landed batch; 00000000 for `ciq load`.",
+        },
+        {"name": "_batch_id", "description": "Batch the row was staged from (`raw`: `ciq load`)."},
         {"name": "_source_file", "description": "Raw file the row was loaded from."},
         {"name": "_source_row", "description": "Record number in that file (1 = first data row)."},
     ]

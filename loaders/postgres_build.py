@@ -26,9 +26,11 @@ from loaders.sql import quote_ident
 
 def build_on_postgres(contract: Contract, paths: Paths, *, target: str) -> str:
     """Load the staged rows, `dbt build` up to causal_ready on `target`; returns a summary."""
+    from loaders.batches import schema_gate
     from loaders.dbt_codegen import generate
 
     require_postgres_target(paths, target)
+    schema_gate(paths, contract)
     generate(contract, paths)
     dataset = contract.dataset
     with resolve(paths).connect(autocommit=True) as pg:
@@ -67,7 +69,7 @@ def load_staged(
 
     dataset = contract.dataset
     staged = paths.staged(dataset)
-    if not any(staged.glob("*.parquet")):
+    if not any(staged.glob("run_date=*/batch_id=*/*.parquet")):
         raise BuildError(f"{staged}: no staged data: run `ciq load {dataset}` first")
     # the very relation the DuckDB source reads (meta.external_location of source loader)
     relation = sources_yaml(contract, paths)["sources"][0]["meta"]["external_location"]

@@ -21,6 +21,7 @@ from loaders.settings import Paths
 from loaders.sql import quote_ident
 
 MANIFEST = "_load_manifest.json"
+BATCH_FILES = "run_date=*/batch_id=*/*.parquet"  # every staged batch, the raw folder's included
 REQUIRED_TABLES = ("causal_ready", "propensity_scores", "overlap_diagnostics", "covariate_balance")
 OPTIONAL_TABLES = ("variance_ratios", "ks_statistics", "weight_diagnostics", "trimming_bounds")
 DIAGNOSTIC_MODELS = (*REQUIRED_TABLES[1:], *OPTIONAL_TABLES)
@@ -209,26 +210,32 @@ def _read_warehouse(contract: Contract, paths: Paths) -> _Warehouse:
 
 
 def _staged_columns(staged: Path) -> tuple[str, ...]:
-    files = sorted(staged.glob("*.parquet"))
+    files = sorted(staged.glob(BATCH_FILES))
     if not files:
         return ()
-    relation = duckdb.read_parquet([str(f) for f in files], union_by_name=True)
+    relation = duckdb.read_parquet(
+        [str(f) for f in files], union_by_name=True, hive_partitioning=False
+    )
     return tuple(relation.columns)
 
 
 def load_summary(contract: Contract, paths: Paths) -> LoadSummary:
     """Per-file counts from the loader's manifest and the rejects by rule and column."""
     notes: list[str] = []
-    manifest_path = paths.staged(contract.dataset) / MANIFEST
+    staged = paths.staged(contract.dataset)
+    manifests = sorted(staged.glob(f"run_date=*/batch_id=*/{MANIFEST}"))
     files: list[FileCounts] = []
-    if manifest_path.is_file():
+    for manifest_path in manifests:
         try:
             manifest = json.loads(manifest_path.read_text())
-            files = [_file_counts(entry) for entry in manifest.get("files", [])]
+            files += [_file_counts(entry) for entry in manifest.get("files", [])]
         except (ValueError, KeyError, TypeError) as exc:
             notes.append(f"{manifest_path} could not be read ({exc}); counts are not shown.")
-    else:
-        notes.append(f"No load manifest at {manifest_path}: run `ciq load {contract.dataset}`.")
+    if not manifests:
+        notes.append(
+            f"No load manifest under {staged}: run `ciq load {contract.dataset}` "
+            f"or `ciq stage {contract.dataset}`."
+        )
     by_rule, examples = _rejects(paths.rejects(contract.dataset))
     return LoadSummary(tuple(files), by_rule, examples, tuple(notes))
 
@@ -244,12 +251,14 @@ def _file_counts(entry: dict[str, Any]) -> FileCounts:
 
 
 def _rejects(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    files = sorted(folder.glob("*.rejects.parquet"))
+    files = sorted(folder.glob("run_date=*/batch_id=*/*.rejects.parquet"))
     if not files:
         return pd.DataFrame(), pd.DataFrame()
     con = duckdb.connect()
     try:
-        con.read_parquet([str(f) for f in files], union_by_name=True).create_view("rejects")
+        con.read_parquet(
+            [str(f) for f in files], union_by_name=True, hive_partitioning=False
+        ).create_view("rejects")
         columns = set(con.execute("select * from rejects limit 0").fetchdf().columns)
         by_rule = (
             con.execute(

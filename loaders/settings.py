@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATASET = "events"
+# `ciq load` stages the raw folder as this batch, older than any landed batch.
+RAW_RUN_DATE, RAW_BATCH = "00000000", "raw"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,20 @@ class Paths:
 
     def rejects(self, dataset: str) -> Path:
         return self.data / "rejects" / dataset
+
+    def staged_batch(self, dataset: str, run_date: str, batch_id: str) -> Path:
+        """Where one batch's staged Parquet lives: staged/<dataset>/run_date=<d>/batch_id=<id>/."""
+        return self.staged(dataset) / f"run_date={run_date}" / f"batch_id={batch_id}"
+
+    def rejects_batch(self, dataset: str, run_date: str, batch_id: str) -> Path:
+        return self.rejects(dataset) / f"run_date={run_date}" / f"batch_id={batch_id}"
+
+    def staged_raw(self, dataset: str) -> Path:
+        """The batch `ciq load` stages data/raw/<dataset>/ into."""
+        return self.staged_batch(dataset, RAW_RUN_DATE, RAW_BATCH)
+
+    def rejects_raw(self, dataset: str) -> Path:
+        return self.rejects_batch(dataset, RAW_RUN_DATE, RAW_BATCH)
 
     def artifacts(self, dataset: str) -> Path:
         """Where `ciq report` writes the report and pictures of a dataset (git-ignored)."""

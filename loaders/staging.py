@@ -20,12 +20,13 @@ from pathlib import Path
 
 import duckdb
 
+from loaders.batch_state import STAGED, BatchState, write_state
 from loaders.checks import all_checks, row_failures, row_is_valid, typed
 from loaders.contract import Contract
 from loaders.decode import decode_error, materialise
 from loaders.errors import LoadError, RejectsExceeded
 from loaders.progress import ByteProgress, interactive
-from loaders.settings import Paths
+from loaders.settings import RAW_BATCH, RAW_RUN_DATE, Paths
 from loaders.sniff import FileKind, kind_of, verify, whitelist
 from loaders.sources import RAW_LINE, RECORD, Source, open_source
 from loaders.sql import literal, quote_ident
@@ -300,8 +301,9 @@ def tolerance_error(contract: Contract, result: LoadResult) -> RejectsExceeded |
     )
 
 
-def _swap_dir(new: Path, final: Path) -> None:
+def swap_dir(new: Path, final: Path) -> None:
     """Replace `final` by `new` with two renames; the old version is removed afterwards."""
+    final.parent.mkdir(parents=True, exist_ok=True)
     old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
     if final.exists():
         final.rename(old)
@@ -327,9 +329,12 @@ def load_dataset(
     if clashes:
         raise LoadError(f"two input files would both be staged as {clashes[0]}.parquet")
 
-    staged_dir, rejects_dir = paths.staged(contract.dataset), paths.rejects(contract.dataset)
+    staged_dir, rejects_dir = (
+        paths.staged_raw(contract.dataset),
+        paths.rejects_raw(contract.dataset),
+    )
     token = uuid.uuid4().hex[:8]
-    work = staged_dir.parent / f".{contract.dataset}.load-{token}"
+    work = paths.staged(contract.dataset).parent / f".{contract.dataset}.load-{token}"
     new_staged, new_rejects, scratch = work / "staged", work / "rejects", work / "scratch"
     for folder in (new_staged, new_rejects, scratch):
         folder.mkdir(parents=True)
@@ -340,8 +345,9 @@ def load_dataset(
         error = tolerance_error(contract, result)
         if error is not None:
             raise error
-        _write_manifest(new_staged, contract, result, sources)
+        write_manifest(new_staged, contract, result, sources)
         _publish_staged(new_staged, staged_dir, full_load)
+        _record_state(staged_dir, contract)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
@@ -387,7 +393,7 @@ def _publish_rejects(new: Path, final: Path, source_names: list[str], full_load:
     """Rejects are kept even when the load fails, so the user can see why."""
     if full_load:
         final.parent.mkdir(parents=True, exist_ok=True)
-        _swap_dir(new, final)
+        swap_dir(new, final)
         return
     final.mkdir(parents=True, exist_ok=True)
     for name in source_names:
@@ -400,7 +406,7 @@ def _publish_rejects(new: Path, final: Path, source_names: list[str], full_load:
 def _publish_staged(new: Path, final: Path, full_load: bool) -> None:
     if full_load or not final.exists():
         final.parent.mkdir(parents=True, exist_ok=True)
-        _swap_dir(new, final)
+        swap_dir(new, final)
         return
     manifest = json.loads((new / MANIFEST).read_text())
     previous = final / MANIFEST
@@ -414,9 +420,25 @@ def _publish_staged(new: Path, final: Path, full_load: bool) -> None:
     _atomic_write_text(final / MANIFEST, json.dumps(manifest, indent=2))
 
 
-def _write_manifest(
+def _record_state(folder: Path, contract: Contract) -> None:
+    """The raw batch's `_state.json`, so `ciq status` and the schema gate see it too."""
+    files = json.loads((folder / MANIFEST).read_text())["files"]
+    state = BatchState(
+        RAW_RUN_DATE,
+        RAW_BATCH,
+        STAGED,
+        rows=sum(entry["rows_staged"] for entry in files),
+        rejects=sum(entry["rows_rejected"] for entry in files),
+        contract_sha256=contract.sha256,
+    )
+    state.describe_schema(folder)
+    write_state(folder, state)
+
+
+def write_manifest(
     folder: Path, contract: Contract, result: LoadResult, sources: list[Path]
 ) -> None:
+    """`_load_manifest.json`: per raw file, its counts, rejects by rule, size and mtime."""
     by_name = {source.name: source for source in sources}
     entries = []
     for file_result in result.files:

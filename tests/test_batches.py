@@ -55,6 +55,7 @@ def test_stage_is_idempotent_and_force_restages(project: Paths, tmp_path: Path) 
     assert state.rows > 0 and state.rejects == 8
     folder = project.staged("events") / f"run_date=20240101/batch_id={state.batch_id}"
     assert sorted(p.name for p in folder.iterdir()) == [
+        "_load_manifest.json",
         "_state.json",
         "events_2024_01.parquet",
         "events_2024_02.parquet",
@@ -141,19 +142,19 @@ def test_a_crash_mid_stage_leaves_nothing_partial_and_the_next_run_recovers(
     project: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     land_files(project, tmp_path, "20240101", *sorted(SAMPLES.iterdir()))
-    original = batches._replace_folder
+    original = batches.swap_dir
 
     def crash(new: Path, final: Path) -> None:
         assert any(new.glob("*.parquet"))  # a partial write exists in the hidden work folder
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(batches, "_replace_folder", crash)
+    monkeypatch.setattr(batches, "swap_dir", crash)
     with pytest.raises(RuntimeError, match="power cut"):
         stage_all(project)
     staged = project.staged("events")
     assert list(staged.rglob("*.parquet")) == []
     assert [p for p in staged.rglob("*") if p.name.startswith(".")] == []
-    monkeypatch.setattr(batches, "_replace_folder", original)
+    monkeypatch.setattr(batches, "swap_dir", original)
     [(state, staged_now)] = stage_all(project)
     assert staged_now and state.state == STAGED
     json.loads((staged / f"run_date=20240101/batch_id={state.batch_id}/_state.json").read_text())

@@ -109,7 +109,7 @@ def load(project: Paths, path: Path) -> LoadResult:
 
 def staged(project: Paths, stem: str) -> list[tuple]:
     """Staged rows as dbt's staging model reads them (record number resolved), in file order."""
-    path = project.staged("events") / f"{stem}.parquet"
+    path = project.staged_raw("events") / f"{stem}.parquet"
     return duckdb.sql(
         f"""
         select * exclude (_source_file, _source_row, file_row_number),
@@ -123,7 +123,7 @@ def staged(project: Paths, stem: str) -> list[tuple]:
 def rejects(project: Paths, stem: str) -> list[tuple]:
     return duckdb.sql(
         f"select record, column_name, rule, raw_value "
-        f"from '{project.rejects('events')}/{stem}.rejects.parquet' order by all"
+        f"from '{project.rejects_raw('events')}/{stem}.rejects.parquet' order by all"
     ).fetchall()
 
 
@@ -244,7 +244,9 @@ def test_japanese_encodings_are_transcoded(project: Paths, encoding: str, compre
     path.write_bytes(data)
     result = load(project, path)
     assert result.rows_staged == 2
-    genders = duckdb.sql(f"select gender from '{project.staged('events')}/jp.parquet'").fetchall()
+    genders = duckdb.sql(
+        f"select gender from '{project.staged_raw('events')}/jp.parquet'"
+    ).fetchall()
     assert genders == [("女",), ("男",)]
 
 
@@ -356,7 +358,8 @@ def test_jsonl_paths_nested_values_varying_types_and_bad_lines(project: Paths) -
     assert (4, "(record)", "json", "not json at all") in found
     assert (5, "(record)", "json", None) in found
     ages = duckdb.sql(
-        f"select customer_id, age, gender from '{project.staged('events')}/api.parquet' order by 1"
+        f"select customer_id, age, gender "
+        f"from '{project.staged_raw('events')}/api.parquet' order by 1"
     ).fetchall()
     assert ages == [(1, 30, "f"), (6, 50, "M")]
 

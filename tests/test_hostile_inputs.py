@@ -33,7 +33,7 @@ def load(project: Paths, name: str, data: bytes) -> LoadResult:
 def rejects(project: Paths, stem: str) -> list[tuple]:
     return duckdb.sql(
         f"select record, column_name, rule from "
-        f"'{project.rejects('events')}/{stem}.rejects.parquet' order by all"
+        f"'{project.rejects_raw('events')}/{stem}.rejects.parquet' order by all"
     ).fetchall()
 
 
@@ -94,7 +94,7 @@ def test_quoted_newlines_mixed_line_endings_and_nul_bytes(project: Paths) -> Non
     assert (result.rows_read, result.rows_staged, result.rows_rejected) == (4, 3, 1)
     assert rejects(project, "a") == [(3, "gender", "nul_byte")]
     genders = duckdb.sql(
-        f"select gender from '{project.staged('events')}/a.parquet' order by _source_row"
+        f"select gender from '{project.staged_raw('events')}/a.parquet' order by _source_row"
     ).fetchall()
     assert genders == [("M",), ("M\nF",), ("F",)]  # quoted newline kept inside the value
 
@@ -136,7 +136,7 @@ def test_fractional_integers_are_type_errors_not_rounded(project: Paths) -> None
     result = load(project, "a.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
     assert rejects(project, "a") == [(2, "age", "type")]
     ages = duckdb.sql(
-        f"select age from '{project.staged('events')}/a.parquet' order by 1"
+        f"select age from '{project.staged_raw('events')}/a.parquet' order by 1"
     ).fetchall()
     assert ages == [(34,), (35,)]
     assert result.rows_rejected == 1
@@ -210,7 +210,7 @@ def test_messy_text_never_crashes_counts_add_up_and_values_survive(
     staged = duckdb.sql(
         f"""
         select coalesce(_source_row, file_row_number + 1), label, amount
-        from read_parquet('{project.staged("prop")}/p.parquet', file_row_number = true)
+        from read_parquet('{project.staged_raw("prop")}/p.parquet', file_row_number = true)
         order by 1
         """
     ).fetchall()

@@ -45,7 +45,7 @@ def test_sample_builds_cleans_dedupes_and_passes_the_gates(project: Paths, ciq) 
     assert ready["prior_7d_spend"].notna().all()
     staged = query(
         project,
-        f"select * from read_parquet('{project.staged('events')}/*.parquet')",
+        f"select * from read_parquet('{project.staged_raw('events')}/*.parquet')",
     )
     assert len(ready) < len(staged)  # duplicate keys across files were merged
     latest = staged.sort_values(["_source_file", "_source_row"]).drop_duplicates(

@@ -82,7 +82,7 @@ def test_report_shows_load_counts_leakage_gates_and_dbt_results(
     sample: Paths, contract: Contract
 ) -> None:
     markdown = (sample.artifacts("events") / "report.md").read_text()
-    manifest = json.loads((sample.staged("events") / "_load_manifest.json").read_text())
+    manifest = json.loads((sample.staged_raw("events") / "_load_manifest.json").read_text())
     for entry in manifest["files"]:
         assert re.search(
             rf"\| {re.escape(entry['source'])} \| {entry['rows_read']:,} \| "
@@ -91,7 +91,7 @@ def test_report_shows_load_counts_leakage_gates_and_dbt_results(
         )
     rejects = query(
         sample,
-        f"select rule, count(*) as n from read_parquet('{sample.rejects('events')}/*.parquet') "
+        f"select rule, count(*) as n from read_parquet('{sample.rejects_raw('events')}/*.parquet') "
         "group by rule",
     )
     for rule, n in zip(rejects["rule"], rejects["n"], strict=True):

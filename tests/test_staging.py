@@ -45,7 +45,7 @@ def test_every_rule_rejects_with_file_record_column_rule_and_value(project: Path
     assert result.rejects_by_rule() == {r: 1 for r in BAD}
     rejects = duckdb.sql(
         f"select source_file, record, line, column_name, rule, raw_value "
-        f"from '{project.rejects('events')}/batch.rejects.parquet' order by record"
+        f"from '{project.rejects_raw('events')}/batch.rejects.parquet' order by record"
     ).fetchall()
     assert rejects == [
         ("batch.csv", 4, 5, "event_time", "not_null", None),
@@ -55,7 +55,7 @@ def test_every_rule_rejects_with_file_record_column_rule_and_value(project: Path
     ]
     staged = duckdb.sql(
         f"select customer_id, age, gender, prior_7d_spend, _source_file, _source_row "
-        f"from '{project.staged('events')}/batch.parquet' order by _source_row"
+        f"from '{project.staged_raw('events')}/batch.parquet' order by _source_row"
     ).fetchall()
     # staging keeps raw values typed: the sentinel -1, lower-case and unknown gender, nulls
     assert staged == [
@@ -70,7 +70,7 @@ def test_staged_types_follow_the_contract(project: Paths) -> None:
     write_csv(raw_of(project, "a.csv"), HEADER, *GOOD)
     load_dataset(contract_for("events", project.contracts), project, quiet=True)
     types = dict(
-        duckdb.sql(f"describe select * from '{project.staged('events')}/a.parquet'")
+        duckdb.sql(f"describe select * from '{project.staged_raw('events')}/a.parquet'")
         .project("column_name, column_type")
         .fetchall()
     )
@@ -92,7 +92,7 @@ def test_category_rule_applies_after_normalisation(project: Paths) -> None:
     result = load_dataset(contract_for("events", project.contracts), project, quiet=True)
     # " f" -> "F" passes; "X" is outside M/F/U once there is no fallback level
     assert result.rejects_by_rule() == {"category": 1}
-    assert rows(project.rejects("events") / "a.rejects.parquet")[0][3:6] == (
+    assert rows(project.rejects_raw("events") / "a.rejects.parquet")[0][3:6] == (
         "gender",
         "category",
         "X",
@@ -107,7 +107,8 @@ def test_gzip_input_and_empty_fields_are_nulls(project: Paths) -> None:
     result = load_dataset(contract_for("events", project.contracts), project, quiet=True)
     assert result.rows_staged == 3
     nulls = duckdb.sql(
-        f"select count(*) from '{project.staged('events')}/a.parquet' where prior_7d_spend is null"
+        f"select count(*) from '{project.staged_raw('events')}/a.parquet' "
+        "where prior_7d_spend is null"
     ).fetchall()
     assert nulls == [(1,)]
 
@@ -116,7 +117,7 @@ def test_tolerance_exceeded_keeps_last_good_state(project: Paths) -> None:
     contract = contract_for("events", project.contracts)
     write_csv(raw_of(project, "a.csv"), HEADER, *GOOD)
     load_dataset(contract, project, quiet=True)
-    before = rows(project.staged("events") / "a.parquet")
+    before = rows(project.staged_raw("events") / "a.parquet")
     bad_rows = [BAD["range"].replace("6,", f"{100 + i},", 1) for i in range(26)]
     write_csv(raw_of(project, "a.csv"), HEADER, *GOOD, *bad_rows)
     with pytest.raises(RejectsExceeded) as error:
@@ -124,8 +125,8 @@ def test_tolerance_exceeded_keeps_last_good_state(project: Paths) -> None:
     message = str(error.value)
     assert "29 rows read -> 3 staged, 26 rejected (range: 26)" in message
     assert "exceed the tolerance (rejects: max_rows 25)" in message
-    assert rows(project.staged("events") / "a.parquet") == before
-    assert len(rows(project.rejects("events") / "a.rejects.parquet")) == 26
+    assert rows(project.staged_raw("events") / "a.parquet") == before
+    assert len(rows(project.rejects_raw("events") / "a.rejects.parquet")) == 26
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_bad_headers_stop_the_load(project: Paths, header: str, message: str) ->
         load_dataset(contract_for("events", project.contracts), project, quiet=True)
     assert message in str(error.value)
     assert str(source) in str(error.value)
-    assert not project.staged("events").exists()
+    assert not project.staged_raw("events").exists()
 
 
 def test_ragged_row_names_the_file(project: Paths) -> None:
@@ -171,19 +172,17 @@ def test_rerun_is_idempotent_and_raw_files_are_untouched(project: Paths) -> None
     write_csv(raw_of(project, "b.csv"), HEADER, GOOD[0].replace("1,", "9,", 1))
     digest = hashlib.sha256(first.read_bytes()).hexdigest()
     load_dataset(contract, project, quiet=True)
-    snapshot = {p.name: rows(p) for p in sorted(project.staged("events").glob("*.parquet"))}
+    snapshot = {p.name: rows(p) for p in sorted(project.staged_raw("events").glob("*.parquet"))}
     load_dataset(contract, project, quiet=True)
-    again = {p.name: rows(p) for p in sorted(project.staged("events").glob("*.parquet"))}
+    again = {p.name: rows(p) for p in sorted(project.staged_raw("events").glob("*.parquet"))}
     assert snapshot == again
     assert sorted(snapshot) == ["a.parquet", "b.parquet"]
     assert hashlib.sha256(first.read_bytes()).hexdigest() == digest
     # a raw file that leaves the folder leaves the staged data on the next full load
     (project.raw("events") / "b.csv").unlink()
     load_dataset(contract, project, quiet=True)
-    assert sorted(p.name for p in project.staged("events").glob("*.parquet")) == ["a.parquet"]
-    leftovers = [
-        p.name for p in project.staged("events").parent.iterdir() if p.name.startswith(".")
-    ]
+    assert sorted(p.name for p in project.staged_raw("events").glob("*.parquet")) == ["a.parquet"]
+    leftovers = [p.name for p in (project.data / "staged").rglob(".*")]
     assert leftovers == []
 
 
@@ -194,7 +193,7 @@ def test_loading_named_files_replaces_only_those(project: Paths) -> None:
     extra = write_csv(project.root / "inbox" / "b.csv", HEADER, GOOD[0].replace("1,", "8,", 1))
     result = load_dataset(contract, project, [extra], quiet=True)
     assert result.rows_staged == 1
-    assert sorted(p.name for p in project.staged("events").glob("*.parquet")) == [
+    assert sorted(p.name for p in project.staged_raw("events").glob("*.parquet")) == [
         "a.parquet",
         "b.parquet",
     ]

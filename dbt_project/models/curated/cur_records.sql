@@ -14,6 +14,8 @@ cleaned as (
         {%- for column in contract.columns %}
         {{ ciq_clean_column(column) }} as {{ adapter.quote(column.name) }},
         {%- endfor %}
+        _run_date,
+        _batch_id,
         _source_file,
         _source_row
 
@@ -23,7 +25,7 @@ cleaned as (
 
 versioned as (
 
-    -- one row per primary key: the latest one wins (latest time, then last file, last row)
+    -- one row per primary key: the latest wins (latest time, then run date, batch, file, row)
     select
         *,
         row_number() over (
@@ -32,6 +34,8 @@ versioned as (
                 {%- if contract.time_col and contract.time_col not in contract.primary_key %}
                 {{ adapter.quote(contract.time_col) }} desc nulls last,
                 {%- endif %}
+                {{ ciq_binary_order('_run_date') }} desc,
+                {{ ciq_binary_order('_batch_id') }} desc,
                 {{ ciq_binary_order('_source_file') }} desc,
                 _source_row desc
         ) as version_rank
@@ -46,6 +50,8 @@ latest as (
         {%- for column in contract.columns %}
         {{ adapter.quote(column.name) }},
         {%- endfor %}
+        _run_date,
+        _batch_id,
         _source_file,
         _source_row
 

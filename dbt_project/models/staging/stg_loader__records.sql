@@ -14,6 +14,8 @@ renamed as (
         {%- for column in contract.columns %}
         cast({{ adapter.quote(column.name) }} as {{ ciq_type(column.type) }}) as {{ adapter.quote(column.name) }},
         {%- endfor %}
+        _run_date,
+        _batch_id,
         _source_file,
         -- the loader leaves _source_row null when it equals the row's position in the file
         coalesce(_source_row, file_row_number + 1) as _source_row

@@ -17,10 +17,10 @@ DBT_FLAGS := --project-dir dbt_project --profiles-dir .
 export CIQ_HOME := $(CURDIR)
 
 
-.PHONY: help setup all init land validate stage status load generate build summary report doctor publish test lint format docs bench sample clean
+.PHONY: help setup all init land validate stage status load generate build summary report doctor publish test lint format docs bench sample clean snapshot clean-dry clean-archive clean-hard clean-landing
 
 help: ## list the targets (DATASET=<name> picks the dataset, default events)
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(VENV)/.installed ## create .venv (if missing) and install ciq with its test tools
 
@@ -61,6 +61,21 @@ generate: setup ## write the dbt sources, docs and tests of DATASET from its con
 
 build: setup ## generate, then `dbt build` DATASET on DuckDB and print the diagnostics (TARGET=postgres: on PostgreSQL)
 	$(CIQ) build $(DATASET) $(if $(TARGET),--target $(TARGET))
+
+snapshot: setup ## copy the built tables of DATASET to data/snapshots/<today>/DATASET/ (ciq restore <date> brings them back)
+	$(CIQ) snapshot $(DATASET)
+
+clean-dry: setup ## list what retention would compress or remove for DATASET; changes nothing
+	$(CIQ) clean $(DATASET) --dry-run
+
+clean-archive: setup ## retention: compress old landing parts, move old batches to data/archive/
+	$(CIQ) clean $(DATASET) --archive
+
+clean-hard: setup ## retention: compress old landing parts, delete old landing and staged batches
+	$(CIQ) clean $(DATASET) --hard
+
+clean-landing: setup ## retention on the landing zone only: compress old parts, delete old batches
+	$(CIQ) clean $(DATASET) --hard --landing-only
 
 summary: setup ## print the overlap and balance results of the last build
 	$(CIQ) summary $(DATASET)

@@ -15,6 +15,7 @@ from loaders.contract import Contract
 from loaders.sql import literal
 
 STATE = "_state.json"
+LINEAGE_COLUMNS = ("_source_file", "_source_row", "_stage_id")  # the loader's, not the contract's
 STAGED, FAILED_CONTRACT, FAILED_SCHEMA = "staged", "failed_contract", "failed_schema_mismatch"
 
 
@@ -59,9 +60,7 @@ def staged_schema(folder: Path) -> list[tuple[str, str]]:
         f"describe select * from read_parquet({glob}, union_by_name = true, "
         "hive_partitioning = false)"
     ).fetchall()
-    return [
-        (str(name), str(dtype)) for name, dtype, *_ in rows if not str(name).startswith("_source")
-    ]
+    return [(str(name), str(dtype)) for name, dtype, *_ in rows if name not in LINEAGE_COLUMNS]
 
 
 def read_state(folder: Path) -> BatchState | None:

@@ -28,7 +28,14 @@ from loaders.batch_state import (
 )
 from loaders.contract import Contract
 from loaders.errors import CiqError, LoadError, RejectsExceeded
-from loaders.landing import LATEST, MANIFEST, check_run_date, run_dir, table_dir
+from loaders.landing import (
+    LATEST,
+    MANIFEST,
+    check_run_date,
+    landed_sha256,
+    run_dir,
+    table_dir,
+)
 from loaders.settings import Paths
 from loaders.staging import load_files, swap_dir, tolerance_error, write_manifest
 
@@ -105,7 +112,7 @@ def stage_batch(
     """Stage one batch; returns its state and whether it was (re)staged now."""
     target = staged_dir(paths, contract, batch)
     manifest = batch.manifest
-    digests = [part["sha256"] for part in manifest["parts"]]
+    digests = [landed_sha256(part) for part in manifest["parts"]]
     previous = read_state(target)
     unchanged = (
         previous is not None

@@ -25,6 +25,9 @@ EPILOG = """examples:
   ciq build events --report       the same, then write the report (also when a gate fails)
   ciq summary events              print the diagnostics of the last build
   ciq report events               write artifacts/events/report.html and report.md
+  ciq snapshot events             copy the built tables to data/snapshots/<today>/events/
+  ciq restore 20240105 events     replace the built tables by that day's snapshot
+  ciq clean events                list what retention would compress or remove (--hard does it)
   ciq doctor                      check Python, dbt, DuckDB, disk, warehouse and PostgreSQL
   ciq publish events              build on DuckDB, move the causal tables to PostgreSQL, test
   ciq sample big.csv.gz --rows 5000000   write a large generated file to load
@@ -57,6 +60,22 @@ EXAMPLES = {
     "validate": """examples:
   ciq validate                                  every batch of every dataset
   ciq validate events                           the batches of events only
+""",
+    "snapshot": """examples:
+  ciq snapshot events                           tables of schema events -> data/snapshots/<today>/
+  make snapshot DATASET=events                  the same through make
+""",
+    "restore": """examples:
+  ciq restore 20240105 events                   replace the tables of events by that snapshot
+""",
+    "clean": """examples:
+  ciq clean events                              list what retention would change (dry run)
+  ciq clean events --archive                    compress, move old batches to data/archive/
+  ciq clean events --hard                       compress, delete old batches
+  ciq clean events --hard --landing-only        compress and delete old landing batches only
+  CIQ_KEEP_NEWEST=5 ciq clean events            settings: contract `retention:`, else
+                                                CIQ_STAGED_RETENTION_DAYS, CIQ_COMPRESS_AFTER_DAYS,
+                                                CIQ_LANDING_RETENTION_DAYS, CIQ_KEEP_NEWEST
 """,
     "check": """examples:
   ciq check events                validate contracts/events.yml and print its roles
@@ -154,6 +173,19 @@ def _parser() -> argparse.ArgumentParser:
     stage.add_argument("--force", action="store_true", help="restage even if unchanged")
     status = command("status", "staged batches: rows, rejects, state, schema check, issues")
     status.add_argument("--json", action="store_true", help="print JSON rows")
+    command("snapshot", "copy the tables of the dataset's schema to data/snapshots/<today>/")
+    restore = subcommand("restore", "replace the dataset's tables by those of a snapshot")
+    restore.add_argument("date", help="the snapshot's date, YYYYMMDD")
+    restore.add_argument("dataset", nargs="?", default=DEFAULT_DATASET, help="dataset name")
+    clean = command("clean", "retention: compress old landing parts, remove old batches")
+    modes = clean.add_mutually_exclusive_group()
+    for flag, text in (
+        ("--dry-run", "list what would change, change nothing (the default)"),
+        ("--archive", "move removed batches to data/archive/"),
+        ("--hard", "delete removed batches"),
+    ):
+        modes.add_argument(flag, dest="mode", action="store_const", const=flag[2:], help=text)
+    clean.add_argument("--landing-only", action="store_true", help="leave staged batches alone")
     validate = subcommand("validate", "check every landed batch: manifests, parts, checksums")
     validate.add_argument("dataset", nargs="?", default=None, help="one dataset (default: all)")
     load = command("load", "check raw files against the contract and stage them as Parquet")
@@ -262,6 +294,16 @@ def _run(args: argparse.Namespace) -> int:
         return _stage(contract, paths, args)
     elif args.command == "status":
         _status(contract, paths, as_json=args.json)
+    elif args.command == "snapshot":
+        from loaders.snapshots import snapshot
+
+        print(snapshot(paths, contract.dataset).summary())
+    elif args.command == "restore":
+        from loaders.snapshots import restore
+
+        print(restore(paths, contract.dataset, args.date).summary())
+    elif args.command == "clean":
+        _clean(contract, paths, args.mode or "dry-run", landing_only=args.landing_only)
     elif args.command == "load":
         from loaders.staging import load_dataset
 
@@ -342,6 +384,17 @@ def _status(contract: Contract, paths: Paths, *, as_json: bool) -> None:
 
     rows = status_rows(paths, contract)
     print(json.dumps(rows, indent=2) if as_json else status_table(rows))
+
+
+def _clean(contract: Contract, paths: Paths, mode: str, *, landing_only: bool) -> None:
+    from loaders.retention import apply, plan_clean, report, settings_for, settings_line
+
+    settings = settings_for(contract.retention)
+    actions = plan_clean(paths, contract, settings, landing_only=landing_only)
+    if mode != "dry-run":
+        apply(paths, actions, archive=mode == "archive")
+    print(settings_line(settings))
+    print(report(paths, actions, mode=mode))
 
 
 def _validate(paths: Paths, dataset: str | None) -> int:

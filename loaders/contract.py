@@ -61,6 +61,7 @@ CIQ_KEYS = {
     "jsonl",
     "encoding",
     "limits",
+    "retention",
 }
 CONSTRAINT_KEYS = {"not_null", "categories", "ranges"}
 THRESHOLD_KEYS = {"overlap_bounds", "min_overlap_share", "max_abs_smd"}
@@ -70,6 +71,7 @@ CSV_KEYS = {"delimiter", "quote", "escape", "skip_rows"}
 XLSX_KEYS = {"sheet", "skip_rows"}
 JSONL_KEYS = {"paths"}
 LIMIT_KEYS = {"max_file_bytes", "max_columns", "max_field_length"}
+RETENTION_KEYS = {"staged_days", "compress_after_days", "delete_after_days", "keep_newest"}
 COLUMN_KEYS = {"description"}
 ESTIMANDS = ("ate", "att")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -148,6 +150,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """`ciq clean` settings the contract sets; None: the environment variable or the default."""
+
+    staged_days: int | None = None
+    compress_after_days: int | None = None
+    delete_after_days: int | None = None
+    keep_newest: int | None = None
+
+
+@dataclass(frozen=True)
 class Contract:
     """A validated dataset contract."""
 
@@ -173,6 +185,7 @@ class Contract:
     jsonl_paths: dict[str, str]
     encoding: str
     limits: Limits
+    retention: Retention = Retention()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -310,6 +323,7 @@ class _ContractParser:
             jsonl_paths=self.parse_jsonl(doc.get("jsonl"), types),
             encoding=self.parse_encoding(doc.get("encoding", "utf-8")),
             limits=self.parse_limits(doc.get("limits")),
+            retention=self.parse_retention(doc.get("retention")),
         )
 
     def parse_types(self, types: Any) -> dict[str, str]:
@@ -532,6 +546,12 @@ class _ContractParser:
         defaults = Limits()
         values = {key: self.non_negative_int(spec[key], f"limits.{key}") for key in spec}
         return replace(defaults, **values)
+
+    def parse_retention(self, spec: Any) -> Retention:
+        spec = self.check_keys(spec, RETENTION_KEYS, "retention")
+        return Retention(
+            **{key: self.non_negative_int(spec[key], f"retention.{key}") for key in spec}
+        )
 
     def non_negative_int(self, value: Any, where: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

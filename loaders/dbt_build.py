@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import duckdb
 from dbt.cli.main import dbtRunner
 
 from loaders.batches import schema_gate
 from loaders.contract import Contract
-from loaders.dbt_codegen import generate
+from loaders.dbt_codegen import generate, sources_yaml
 from loaders.errors import BuildError
 from loaders.results import summary
 from loaders.settings import Paths
+from loaders.sql import quote_ident
 
 FAILED = {"error", "fail", "runtime error"}
 
@@ -48,6 +50,8 @@ def build(contract: Contract, paths: Paths, *, target: str | None = None) -> Non
     schema_gate(paths, contract)
     generate(contract, paths)
     extra = ["--target", target] if target else []
+    if target in (None, "dev", "ci") and stagings_removed(contract, paths):
+        extra.append("--full-refresh")  # rows of removed stagings must leave cur_records
     outcome = run_dbt(paths, dbt_args(paths, "build", *extra))
     failures = _failures(outcome)
     if failures or not getattr(outcome, "success", False):
@@ -55,6 +59,29 @@ def build(contract: Contract, paths: Paths, *, target: str | None = None) -> Non
         raise BuildError(f"dbt build failed for dataset {contract.dataset}:\n{detail}")
     if target in (None, "dev", "ci"):
         print(summary(contract, paths))
+
+
+def stagings_removed(contract: Contract, paths: Paths) -> bool:
+    """Whether cur_records holds rows of stagings no longer staged (a removed raw file or batch).
+
+    New stagings are merged incrementally; a removal can only be undone by a full refresh.
+    """
+    if not paths.warehouse.exists():
+        return False
+    relation = sources_yaml(contract, paths)["sources"][0]["meta"]["external_location"]
+    table = f"{quote_ident(contract.dataset)}.cur_records"
+    stage = "_run_date, _batch_id, _stage_id"
+    try:
+        with duckdb.connect(str(paths.warehouse)) as con:
+            removed = con.execute(
+                f"select count(*) from (select distinct {stage} from {table} "
+                f"except select distinct {stage} from {relation})"
+            ).fetchall()
+    except duckdb.CatalogException:
+        return False  # first build: nothing to refresh
+    except duckdb.Error:
+        return True  # an older layout of cur_records: rebuild it
+    return removed[0][0] > 0
 
 
 def _failures(outcome: object) -> list[str]:

@@ -169,6 +169,10 @@ def _lineage_columns() -> list[dict[str, Any]]:
             "description": "Run date (YYYYMMDD) of the landed batch; 00000000 for `ciq load`.",
         },
         {"name": "_batch_id", "description": "Batch the row was staged from (`raw`: `ciq load`)."},
+        {
+            "name": "_stage_id",
+            "description": "Id of the staging of the row's file (same file and contract, same id).",
+        },
         {"name": "_source_file", "description": "Raw file the row was loaded from."},
         {"name": "_source_row", "description": "Record number in that file (1 = first data row)."},
     ]

@@ -148,8 +148,13 @@ def landed_digests(root: Path, namespace: str, dataset: str) -> dict[str, str]:
     for path in manifests(root, namespace, dataset):
         manifest = json.loads(path.read_text())
         for part in manifest["parts"]:
-            digests.setdefault(part["sha256"], manifest["batch_id"])
+            digests.setdefault(landed_sha256(part), manifest["batch_id"])
     return digests
+
+
+def landed_sha256(part: dict[str, Any]) -> str:
+    """The SHA-256 of a part's bytes as landed (before `ciq clean` gzipped it, if it did)."""
+    return str(part.get("gzipped_from", part)["sha256"])
 
 
 def plan_landing(

@@ -8,6 +8,7 @@ again from the CSV to explain each broken rule with its raw value.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -130,6 +131,12 @@ class FileLoader:
         self.con = connection
         self.contract = contract
 
+    def stage_id(self, path: Path) -> str:
+        """Names one staging of a file: the same file under the same contract, the same id."""
+        stat = path.stat()
+        text = f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}|{self.contract.sha256}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def load(self, path: Path, staged: Path, rejects: Path, scratch: Path) -> FileResult:
         started = time.perf_counter()
         kind = kind_of(path)
@@ -176,7 +183,8 @@ class FileLoader:
         """Pass 1: cast and check every row, in file order, straight into the staged layout.
 
         `_source_file` is NULL on rows that break a rule; `_source_row` is NULL, meaning "the
-        row's position in the file", which holds as long as no row is removed.
+        row's position in the file", which holds as long as no row is removed; `_stage_id`
+        tells the incremental curated model which rows are new.
         """
         names = self.contract.column_names
         casts = ", ".join(
@@ -198,7 +206,8 @@ class FileLoader:
                 )
                 select {columns},
                     case when {is_valid} then {literal(source.kind.path.name)} end as _source_file,
-                    cast(null as bigint) as _source_row
+                    cast(null as bigint) as _source_row,
+                    {literal(self.stage_id(source.kind.path))} as _stage_id
                 from typed
             ) to {literal(str(target))} (format parquet)
             """
@@ -220,7 +229,7 @@ class FileLoader:
         self.con.execute(
             f"""
             copy (
-                select {columns}, _source_file, file_row_number + 1 as _source_row
+                select {columns}, _source_file, file_row_number + 1 as _source_row, _stage_id
                 from {scan} where _source_file is not null
             ) to {literal(str(staged))} (format parquet)
             """

@@ -112,7 +112,7 @@ def staged(project: Paths, stem: str) -> list[tuple]:
     path = project.staged_raw("events") / f"{stem}.parquet"
     return duckdb.sql(
         f"""
-        select * exclude (_source_file, _source_row, file_row_number),
+        select * exclude (_source_file, _source_row, _stage_id, file_row_number),
             coalesce(_source_row, file_row_number + 1) as record
         from read_parquet('{path}', file_row_number = true)
         order by record

@@ -88,3 +88,57 @@ def test_three_batches_last_wins_and_the_gate_blocks_a_bad_batch(
     assert code == 1
     assert "schema gate: 1 staged batch(es) of events disagree with events.yml" in err
     assert "run_date=20240104" in err and "'coupon' are not in events.yml" in err
+
+
+def curated(paths: Paths) -> pd.DataFrame:
+    with duckdb.connect(str(paths.warehouse)) as con:
+        frame = con.execute("select * from events.cur_records").fetchdf()
+    return frame.sort_values(["customer_id", "event_time"]).reset_index(drop=True)
+
+
+def test_incremental_merges_equal_a_full_refresh_even_with_a_backfill(
+    project: Paths, tmp_path: Path, ciq
+) -> None:
+    from loaders.dbt_build import dbt_args, run_dbt
+
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    for file in SAMPLES.iterdir():
+        (sample / file.name).write_bytes(file.read_bytes())
+    steps = [
+        (sample, "20240101"),
+        (drop(tmp_path, "wednesday", {1: 5.0, 2: 5.0}), "20240110"),
+        (drop(tmp_path, "backfill", {2: 7.0, 4: 7.0}), "20240105"),  # older run date, later
+    ]
+    for folder, run_date in steps:
+        assert ciq("land", "events", str(folder), "--run-date", run_date)[0] == 0
+        assert ciq("stage", "events", "--run-date", run_date)[0] == 0
+        code, _, err = ciq("build", "events")
+        assert code == 0, err
+    target = project.dbt_project / "target"
+    model = Path("ciq") / "models" / "curated" / "cur_records.sql"
+    assert "fresh as" in (target / "compiled" / model).read_text()  # the incremental path ran
+    assert "delete from" in (target / "run" / model).read_text()  # ...as delete+insert
+    incremental = curated(project)
+    values = incremental[incremental["event_time"] == pd.Timestamp("2024-01-01 10:00:00")]
+    by_id = values.set_index("customer_id")["y"]
+    # the backfill (run date 20240105) loses to wednesday (20240110) for id 2, adds id 4
+    assert (by_id.loc[1], by_id.loc[2], by_id.loc[4]) == (5.0, 5.0, 7.0)
+    run = run_dbt(project, dbt_args(project, "build", "--full-refresh", "--select", "cur_records"))
+    assert run.success
+    pd.testing.assert_frame_equal(incremental, curated(project))
+
+
+def test_removed_staged_data_leaves_curated_through_an_automatic_full_refresh(
+    project: Paths, tmp_path: Path, ciq
+) -> None:
+    assert ciq("init", "events")[0] == 0
+    extra = drop(tmp_path, "extra", {900001: 1.0})
+    (project.raw("events") / "extra.csv").write_bytes((extra / "extra.csv").read_bytes())
+    assert ciq("load", "events", "--quiet")[0] == 0
+    assert ciq("build", "events")[0] == 0
+    assert 900001 in set(curated(project)["customer_id"])
+    (project.raw("events") / "extra.csv").unlink()
+    assert ciq("load", "events", "--quiet")[0] == 0
+    assert ciq("build", "events")[0] == 0
+    assert 900001 not in set(curated(project)["customer_id"])

@@ -1,4 +1,15 @@
 {%- set contract = ciq_settings() -%}
+{%- set key = [] -%}
+{%- for name in contract.primary_key %}{% do key.append(adapter.quote(name)) %}{% endfor -%}
+{%- set stage = ['_run_date', '_batch_id', '_stage_id'] -%}
+
+{{
+    config(
+        unique_key=contract.primary_key,
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+    )
+}}
 
 with
 
@@ -16,6 +27,7 @@ cleaned as (
         {%- endfor %}
         _run_date,
         _batch_id,
+        _stage_id,
         _source_file,
         _source_row
 
@@ -23,13 +35,51 @@ cleaned as (
 
 ),
 
+{% if is_incremental() %}
+
+fresh as (
+
+    -- rows of stagings the table has not seen: new batches, restaged ones, a new `ciq load`
+    select * from cleaned
+    where not exists (
+        select 1 from {{ this }} as merged
+        where {% for name in stage %}merged.{{ name }} = cleaned.{{ name }}{{ " and " if not loop.last }}{% endfor %}
+    )
+
+),
+
+touched_keys as (
+
+    select distinct {{ key | join(', ') }} from fresh
+
+),
+
+candidates as (
+
+    -- every staged version of a touched key, old batches included, so a backfill is exact
+    select cleaned.*
+    from cleaned
+    inner join touched_keys using ({{ key | join(', ') }})
+
+),
+
+{% else %}
+
+candidates as (
+
+    select * from cleaned
+
+),
+
+{% endif %}
+
 versioned as (
 
     -- one row per primary key: the latest wins (latest time, then run date, batch, file, row)
     select
         *,
         row_number() over (
-            partition by {% for name in contract.primary_key %}{{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor %}
+            partition by {{ key | join(', ') }}
             order by
                 {%- if contract.time_col and contract.time_col not in contract.primary_key %}
                 {{ adapter.quote(contract.time_col) }} desc nulls last,
@@ -40,7 +90,7 @@ versioned as (
                 _source_row desc
         ) as version_rank
 
-    from cleaned
+    from candidates
 
 ),
 
@@ -52,6 +102,7 @@ latest as (
         {%- endfor %}
         _run_date,
         _batch_id,
+        _stage_id,
         _source_file,
         _source_row
 

@@ -18,7 +18,8 @@ renamed as (
         _batch_id,
         _source_file,
         -- the loader leaves _source_row null when it equals the row's position in the file
-        coalesce(_source_row, file_row_number + 1) as _source_row
+        coalesce(_source_row, file_row_number + 1) as _source_row,
+        _stage_id
 
     from source
 

@@ -182,13 +182,27 @@ def schema_issues(state: BatchState, contract: Contract) -> list[str]:
     expected = dict(contract_schema(contract))
     actual = {name: dtype for name, dtype in state.columns}
     issues = [f"missing column {name}" for name in expected if name not in actual]
-    issues += [f"extra column {name}" for name in actual if name not in expected]
+    issues += [
+        f"new column {name} (appended)"
+        if contract.on_new_columns == "append"
+        else f"extra column {name}"
+        for name in actual
+        if name not in expected
+    ]
     issues += [
         f"{name}: {actual[name]} instead of {dtype}"
         for name, dtype in expected.items()
         if name in actual and actual[name] != dtype
     ]
     return issues
+
+
+def schema_matches(state: BatchState, contract: Contract) -> bool:
+    """The batch carries the contract's schema hash (appended new columns aside, when allowed)."""
+    columns = [(name, dtype) for name, dtype in state.columns]
+    if contract.on_new_columns == "append":
+        columns = [(name, dtype) for name, dtype in columns if name in contract.column_names]
+    return state.state == STAGED and schema_hash(columns) == schema_hash(contract_schema(contract))
 
 
 def schema_gate(paths: Paths, contract: Contract) -> None:
@@ -199,7 +213,7 @@ def schema_gate(paths: Paths, contract: Contract) -> None:
         where = f"run_date={state.run_date} batch_id={state.batch_id}"
         if state.state != STAGED:
             problems.append(f"{where}: {state.state}: {'; '.join(state.issues)}")
-        elif state.schema_hash != expected:
+        elif not schema_matches(state, contract):
             issues = "; ".join(schema_issues(state, contract)) or "column order differs"
             problems.append(f"{where}: schema {state.schema_hash} != contract {expected}: {issues}")
     if problems:
@@ -213,11 +227,10 @@ def schema_gate(paths: Paths, contract: Contract) -> None:
 
 def status_rows(paths: Paths, contract: Contract) -> list[dict[str, Any]]:
     """One row per staged batch: batch, run date, rows, rejects, state, schema ok, issues."""
-    expected = schema_hash(contract_schema(contract))
     rows = []
     for state in staged_states(paths, contract):
-        schema_ok = state.state == STAGED and state.schema_hash == expected
-        issues = state.issues or ([] if schema_ok else schema_issues(state, contract))
+        schema_ok = schema_matches(state, contract)
+        issues = state.issues or schema_issues(state, contract)
         rows.append(
             {
                 "batch_id": state.batch_id,

@@ -62,6 +62,7 @@ CIQ_KEYS = {
     "encoding",
     "limits",
     "retention",
+    "on_new_columns",
 }
 CONSTRAINT_KEYS = {"not_null", "categories", "ranges"}
 THRESHOLD_KEYS = {"overlap_bounds", "min_overlap_share", "max_abs_smd"}
@@ -74,6 +75,7 @@ LIMIT_KEYS = {"max_file_bytes", "max_columns", "max_field_length"}
 RETENTION_KEYS = {"staged_days", "compress_after_days", "delete_after_days", "keep_newest"}
 COLUMN_KEYS = {"description"}
 ESTIMANDS = ("ate", "att")
+NEW_COLUMN_POLICIES = ("fail", "ignore", "append")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 JSON_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])+$")
@@ -186,6 +188,7 @@ class Contract:
     encoding: str
     limits: Limits
     retention: Retention = Retention()
+    on_new_columns: str = "fail"  # fail | ignore | append: columns a file has and 'types' lacks
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -324,6 +327,7 @@ class _ContractParser:
             encoding=self.parse_encoding(doc.get("encoding", "utf-8")),
             limits=self.parse_limits(doc.get("limits")),
             retention=self.parse_retention(doc.get("retention")),
+            on_new_columns=self.parse_on_new_columns(doc.get("on_new_columns", "fail")),
         )
 
     def parse_types(self, types: Any) -> dict[str, str]:
@@ -546,6 +550,13 @@ class _ContractParser:
         defaults = Limits()
         values = {key: self.non_negative_int(spec[key], f"limits.{key}") for key in spec}
         return replace(defaults, **values)
+
+    def parse_on_new_columns(self, value: Any) -> str:
+        if value not in NEW_COLUMN_POLICIES:
+            raise self.fail(
+                f"on_new_columns must be one of {', '.join(NEW_COLUMN_POLICIES)}, not {value!r}"
+            )
+        return str(value)
 
     def parse_retention(self, spec: Any) -> Retention:
         spec = self.check_keys(spec, RETENTION_KEYS, "retention")

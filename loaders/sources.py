@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from loaders.checks import RuleCheck
-from loaders.contract import Contract, CsvOptions
+from loaders.contract import IDENTIFIER, Contract, CsvOptions
 from loaders.convert import feather_to_parquet, xlsx_to_parquet
 from loaders.decode import decode_error
 from loaders.errors import LoadError
@@ -143,6 +143,9 @@ def _jsonl(
     found = sorted(str(key) for (key,) in keys)
     columns = [top_level.get(key, key) for key in found]
     columns += [name for name in contract.column_names if name not in columns]
+    if contract.on_new_columns == "append":  # new keys are read too, as text
+        new_keys = [key for key in found if key not in top_level and key not in paths]
+        paths.update({key: f"$.{key}" for key in new_keys if IDENTIFIER.match(key)})
     names = list(paths)
     path_list = "[" + ", ".join(literal(paths[name]) for name in names) + "]"
     picks = ", ".join(
@@ -174,6 +177,8 @@ def _jsonl(
             RuleCheck("(record)", "json", f"not {ref(JSON_VALID)}", "not a JSON object on one line")
         ]
         for index, name in enumerate(names, start=1):
+            if name not in contract.column_names:
+                continue  # an appended new key is kept as its JSON text
             checks.append(
                 RuleCheck(
                     name,

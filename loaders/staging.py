@@ -102,15 +102,21 @@ def check_columns(source: Source, contract: Contract) -> None:
                 f"{path}: column {name!r} matches the leakage deny-list pattern {pattern!r} "
                 f"of {contract.path.name}; remove it from the file (it could leak the outcome)"
             )
-    unknown = [name for name in header if name not in contract.column_names]
-    if unknown:
+    unknown = new_columns(header, contract)
+    if unknown and contract.on_new_columns == "fail":
         raise LoadError(
             f"{path}: column(s) {', '.join(map(repr, unknown))} are not in {contract.path.name}; "
-            "declare them in the contract's 'types' or remove them from the file"
+            "declare them in the contract's 'types', remove them from the file, or set "
+            "on_new_columns: ignore | append"
         )
     missing = [name for name in contract.column_names if name not in header]
     if missing:
         raise LoadError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
+
+
+def new_columns(header: list[str], contract: Contract) -> list[str]:
+    """Columns of a file that the contract does not declare (and which are not JSON internals)."""
+    return [name for name in header if name not in contract.column_names]
 
 
 def check_size(kind: FileKind, contract: Contract) -> None:
@@ -148,8 +154,9 @@ class FileLoader:
             readable = materialise(kind, self.contract.encoding, scratch, progress)
             source = open_source(kind, readable, self.contract, self.con, scratch)
             check_columns(source, self.contract)
-            self.check(source, checked)
-            result = self.split(source, checked, staged, rejects)
+            appended = self.appended(source)
+            self.check(source, checked, appended)
+            result = self.split(source, checked, staged, rejects, appended)
         except duckdb.Error as exc:
             raise self.explain(kind, exc) from None
         finally:
@@ -179,7 +186,15 @@ class FileLoader:
             *source.record_checks(lambda name: carried[name]),
         ]
 
-    def check(self, source: Source, target: Path) -> None:
+    def appended(self, source: Source) -> list[str]:
+        """New columns staged as text when the contract says `on_new_columns: append`."""
+        if self.contract.on_new_columns != "append":
+            return []
+        return [
+            name for name in new_columns(source.columns, self.contract) if name in source.columns
+        ]
+
+    def check(self, source: Source, target: Path, appended: list[str]) -> None:
         """Pass 1: cast and check every row, in file order, straight into the staged layout.
 
         `_source_file` is NULL on rows that break a rule; `_source_row` is NULL, meaning "the
@@ -196,7 +211,10 @@ class FileLoader:
         value_of = {name: f"typed.{quote_ident(name)}" for name in names}
         raws = ", ".join(f"source.{quote_ident(n)} as {quote_ident('__raw_' + n)}" for n in carried)
         is_valid = row_is_valid(self.rules(source, raw_of, value_of))
-        columns = ", ".join(f"typed.{quote_ident(name)}" for name in names)
+        casts += "".join(
+            f", cast(source.{quote_ident(n)} as varchar) as {quote_ident(n)}" for n in appended
+        )
+        columns = ", ".join(f"typed.{quote_ident(name)}" for name in [*names, *appended])
         self.con.execute(
             f"""
             copy (
@@ -213,7 +231,9 @@ class FileLoader:
             """
         )
 
-    def split(self, source: Source, checked: Path, staged: Path, rejects: Path) -> FileResult:
+    def split(
+        self, source: Source, checked: Path, staged: Path, rejects: Path, appended: list[str]
+    ) -> FileResult:
         """A file without rejects is staged as checked; otherwise its valid rows are rewritten
         with their record numbers (pass 2) and the rejects explained (pass 3)."""
         scan = f"read_parquet({literal(str(checked))}, file_row_number = true)"
@@ -225,7 +245,7 @@ class FileLoader:
         if not rejected:
             os.replace(checked, staged)
             return result
-        columns = ", ".join(quote_ident(name) for name in self.contract.column_names)
+        columns = ", ".join(quote_ident(n) for n in [*self.contract.column_names, *appended])
         self.con.execute(
             f"""
             copy (

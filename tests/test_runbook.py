@@ -142,3 +142,40 @@ def test_removed_staged_data_leaves_curated_through_an_automatic_full_refresh(
     assert ciq("load", "events", "--quiet")[0] == 0
     assert ciq("build", "events")[0] == 0
     assert 900001 not in set(curated(project)["customer_id"])
+
+
+def test_new_columns_append_flow_through_or_are_ignored(
+    project: Paths, tmp_path: Path, ciq
+) -> None:
+    contract = project.contract_file("events")
+    base = contract.read_text()
+    contract.write_text(base + "on_new_columns: append\n")
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    for file in SAMPLES.iterdir():
+        (sample / file.name).write_bytes(file.read_bytes())
+    assert ciq("land", "events", str(sample), "--run-date", "20240101")[0] == 0
+    assert ciq("stage", "events")[0] == 0
+    assert ciq("build", "events")[0] == 0
+    coupon = tmp_path / "coupon"
+    coupon.mkdir()
+    row = "1,2024-01-01 10:00:00,1,9.5,40,M,100,1,3,SPRING"
+    (coupon / "coupon.csv").write_text(f"{HEADER},coupon_code\n{row}\n")
+    assert ciq("land", "events", str(coupon), "--run-date", "20240102")[0] == 0
+    assert ciq("stage", "events", "--run-date", "20240102")[0] == 0
+    code, out, _ = ciq("status", "events")
+    assert "new column coupon_code (appended)" in out and "✗" not in out
+    code, _, err = ciq("build", "events")
+    assert code == 0, err
+    with duckdb.connect(str(project.warehouse)) as con:
+        codes = con.execute(
+            "select coupon_code, count(*) from events.cur_records group by 1 order by 1"
+        ).fetchall()
+        ready_columns = [r[0] for r in con.execute("describe events.causal_ready").fetchall()]
+    assert codes[0] == ("SPRING", 1)  # the incremental table gained the column
+    assert "coupon_code" not in ready_columns  # only the contract's roles reach causal_ready
+
+    contract.write_text(base + "on_new_columns: ignore\n")
+    assert ciq("stage", "events", "--batch", "all")[0] == 0  # the contract changed: restaged
+    code, out, _ = ciq("status", "events")
+    assert "coupon_code" not in out

@@ -25,6 +25,9 @@ cleaned as (
         {%- for column in contract.columns %}
         {{ ciq_clean_column(column) }} as {{ adapter.quote(column.name) }},
         {%- endfor %}
+        {%- for name in contract.new_columns %}
+        {{ adapter.quote(name) }},
+        {%- endfor %}
         _run_date,
         _batch_id,
         _stage_id,
@@ -99,6 +102,9 @@ latest as (
     select
         {%- for column in contract.columns %}
         {{ adapter.quote(column.name) }},
+        {%- endfor %}
+        {%- for name in contract.new_columns %}
+        {{ adapter.quote(name) }},
         {%- endfor %}
         _run_date,
         _batch_id,

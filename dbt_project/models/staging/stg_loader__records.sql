@@ -14,6 +14,9 @@ renamed as (
         {%- for column in contract.columns %}
         cast({{ adapter.quote(column.name) }} as {{ ciq_type(column.type) }}) as {{ adapter.quote(column.name) }},
         {%- endfor %}
+        {%- for name in contract.new_columns %}
+        {{ adapter.quote(name) }},  -- on_new_columns: append (text)
+        {%- endfor %}
         _run_date,
         _batch_id,
         _source_file,

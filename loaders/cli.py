@@ -12,7 +12,7 @@ from pathlib import Path
 from loaders import __version__
 from loaders.contract import Contract, contract_for
 from loaders.errors import BuildError, CiqError, LoadError
-from loaders.runlog import logged_step
+from loaders.runlog import Step, logged_step
 from loaders.settings import DEFAULT_DATASET, Paths
 
 EPILOG = """examples:
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with logged_step(
             Paths.from_env().logs / "ciq.log", args.command, _dataset_of(args)
         ) as step:
-            code = _run(args)
+            code = _run(args, step)
             step.note(exit_code=code)
             return code
     except CiqError as exc:
@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, step: Step) -> int:
     paths = Paths.from_env()
     if args.command == "sample":
         from loaders.sample_data import generate_events
@@ -289,7 +289,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
         print(_describe(contract))
     elif args.command == "land":
-        _land(contract, paths, args)
+        _land(contract, paths, args, step)
     elif args.command == "stage":
         return _stage(contract, paths, args)
     elif args.command == "status":
@@ -309,6 +309,13 @@ def _run(args: argparse.Namespace) -> int:
 
         files = [path.resolve() for path in args.files] or None
         result = load_dataset(contract, paths, files, quiet=args.quiet or _quiet())
+        step.note(
+            batch="raw",
+            files=len(result.files),
+            rows_read=result.rows_read,
+            rows_staged=result.rows_staged,
+            rows_rejected=result.rows_rejected,
+        )
         print(result.summary())
     elif args.command == "generate":
         from loaders.dbt_codegen import generate
@@ -344,7 +351,7 @@ def _dataset_of(args: argparse.Namespace) -> str | None:
     return getattr(args, "dataset", None)
 
 
-def _land(contract: Contract, paths: Paths, args: argparse.Namespace) -> None:
+def _land(contract: Contract, paths: Paths, args: argparse.Namespace, step: Step) -> None:
     from loaders.landing import land, plan_landing
 
     plan = plan_landing(
@@ -357,6 +364,13 @@ def _land(contract: Contract, paths: Paths, args: argparse.Namespace) -> None:
     )
     if not args.dry_run:
         land(contract, plan, move=args.move)
+    step.note(
+        batch=plan.batch_id if plan.parts else None,
+        run_date=plan.run_date,
+        parts=len(plan.parts),
+        already_landed=len(plan.already_landed),
+        dry_run=args.dry_run,
+    )
     print(plan.describe(done=not args.dry_run))
 
 
@@ -366,7 +380,18 @@ def _stage(contract: Contract, paths: Paths, args: argparse.Namespace) -> int:
     chosen = select_batches(paths, contract, args.namespace, args.run_date, args.batch)
     failed = 0
     for batch in chosen:
-        state, staged_now = stage_batch(contract, paths, batch, force=args.force, quiet=_quiet())
+        with logged_step(paths.logs / "ciq.log", "stage.batch", contract.dataset) as step:
+            state, staged_now = stage_batch(
+                contract, paths, batch, force=args.force, quiet=_quiet()
+            )
+            step.note(
+                batch=state.batch_id,
+                run_date=state.run_date,
+                state=state.state,
+                restaged=staged_now,
+                rows=state.rows,
+                rejects=state.rejects,
+            )
         verb = "staged" if staged_now else "unchanged, skipped"
         print(
             f"run_date={state.run_date} batch_id={state.batch_id}: {state.state} ({verb}); "

@@ -179,3 +179,27 @@ def test_new_columns_append_flow_through_or_are_ignored(
     assert ciq("stage", "events", "--batch", "all")[0] == 0  # the contract changed: restaged
     code, out, _ = ciq("status", "events")
     assert "coupon_code" not in out
+
+
+def test_every_step_logs_a_structured_line_with_batch_and_counts(
+    project: Paths, tmp_path: Path, ciq
+) -> None:
+    import json
+
+    folder = drop(tmp_path, "monday", {1: 1.0, 2: 1.0})
+    ciq("land", "events", str(folder), "--run-date", "20240102")
+    ciq("stage", "events")
+    ciq("init", "events")
+    ciq("load", "events", "--quiet")
+    lines = [json.loads(x) for x in (project.root / "logs" / "ciq.log").read_text().splitlines()]
+    by_command = {line["command"]: line for line in lines}
+    assert by_command["land"]["parts"] == 1 and by_command["land"]["run_date"] == "20240102"
+    batch = by_command["stage.batch"]
+    assert (batch["batch"], batch["state"], batch["rows"]) == (
+        by_command["land"]["batch"],
+        "staged",
+        2,
+    )
+    load = by_command["load"]
+    assert load["rows_read"] == load["rows_staged"] + load["rows_rejected"] > 0
+    assert all({"time", "command", "dataset", "outcome", "seconds"} <= set(x) for x in lines)

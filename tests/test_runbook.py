@@ -22,6 +22,15 @@ def drop(tmp_path: Path, name: str, rows: dict[int, float]) -> Path:
     return folder
 
 
+def sample_drop(tmp_path: Path) -> Path:
+    """A drop folder holding a copy of the bundled sample."""
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    for file in SAMPLES.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    return folder
+
+
 def ready(paths: Paths) -> pd.DataFrame:
     with duckdb.connect(str(paths.warehouse)) as con:
         return con.execute(
@@ -34,10 +43,7 @@ def test_three_batches_last_wins_and_the_gate_blocks_a_bad_batch(
     project: Paths, tmp_path: Path, ciq
 ) -> None:
     # the sample gives the build enough rows for the propensity model; ids 1..3 overlap it
-    sample = tmp_path / "sample"
-    sample.mkdir()
-    for file in SAMPLES.iterdir():
-        (sample / file.name).write_bytes(file.read_bytes())
+    sample = sample_drop(tmp_path)
     assert ciq("land", "events", str(sample), "--run-date", "20240101")[0] == 0
     assert (
         ciq(
@@ -101,10 +107,7 @@ def test_incremental_merges_equal_a_full_refresh_even_with_a_backfill(
 ) -> None:
     from loaders.dbt_build import dbt_args, run_dbt
 
-    sample = tmp_path / "sample"
-    sample.mkdir()
-    for file in SAMPLES.iterdir():
-        (sample / file.name).write_bytes(file.read_bytes())
+    sample = sample_drop(tmp_path)
     steps = [
         (sample, "20240101"),
         (drop(tmp_path, "wednesday", {1: 5.0, 2: 5.0}), "20240110"),
@@ -150,10 +153,7 @@ def test_new_columns_append_flow_through_or_are_ignored(
     contract = project.contract_file("events")
     base = contract.read_text()
     contract.write_text(base + "on_new_columns: append\n")
-    sample = tmp_path / "sample"
-    sample.mkdir()
-    for file in SAMPLES.iterdir():
-        (sample / file.name).write_bytes(file.read_bytes())
+    sample = sample_drop(tmp_path)
     assert ciq("land", "events", str(sample), "--run-date", "20240101")[0] == 0
     assert ciq("stage", "events")[0] == 0
     assert ciq("build", "events")[0] == 0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from loaders import atomic
 from loaders.contract import Contract
 from loaders.sql import literal
 
@@ -69,6 +68,4 @@ def read_state(folder: Path) -> BatchState | None:
 
 
 def write_state(folder: Path, state: BatchState) -> None:
-    temporary = folder / f".{STATE}.tmp-{uuid.uuid4().hex[:8]}"
-    temporary.write_text(json.dumps(asdict(state), indent=2))
-    os.replace(temporary, folder / STATE)
+    atomic.write_text(folder / STATE, json.dumps(asdict(state), indent=2))

@@ -10,13 +10,12 @@ Generated files are git-ignored and rewritten on every run; edit the contract, n
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from loaders import atomic
 from loaders.batches import staged_states
 from loaders.contract import Column, Contract
 from loaders.diagnostics_yaml import diagnostics_models
@@ -373,9 +372,6 @@ def generate(contract: Contract, paths: Paths) -> list[Path]:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.read_text() == text:
-        return
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+        return  # unchanged: leave the file (and its mtime) alone
+    atomic.write_text(path, text)

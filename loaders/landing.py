@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import shutil
 import uuid
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loaders import __version__
+from loaders import __version__, atomic
 from loaders.contract import Contract
 from loaders.errors import LoadError
 from loaders.sniff import kind_of, verify
@@ -221,22 +220,16 @@ def land(contract: Contract, plan: LandPlan, *, move: bool = False) -> LandPlan:
             "contract_sha256": contract.sha256,
             "ciq_version": __version__,
         }
-        write_atomic(temporary / MANIFEST, json.dumps(manifest, indent=2))
+        atomic.write_text(temporary / MANIFEST, json.dumps(manifest, indent=2))
         temporary.rename(plan.batch_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    write_atomic(plan.batch_dir.parent / LATEST, plan.batch_id + "\n")
+    atomic.write_text(plan.batch_dir.parent / LATEST, plan.batch_id + "\n")
     if move:
         for part in plan.parts:
             Path(part.source).unlink()
     return plan
-
-
-def write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def validate(data_root: Path, dataset: str | None = None) -> list[str]:

@@ -9,13 +9,12 @@ the result of the publish layer's dbt tests. The same counts are in the table
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loaders import atomic
 from loaders.publish_move import TableResult
 
 
@@ -43,8 +42,4 @@ def manifest_document(
 
 def write_manifest(path: Path, document: dict[str, Any]) -> Path:
     """Write `document` to `path` atomically (a temporary file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
-    os.replace(temporary, path)
-    return path
+    return atomic.write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from loaders import atomic
 from loaders.contract import Contract
 from loaders.plots import BalancePoint, love_plot, propensity_plot, weights_plot
 from loaders.report_content import LOVE_PNG, PROPENSITY_PNG, WEIGHTS_PNG, build_report
@@ -78,14 +77,7 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     pictures = []
     for name, png in images.items():
-        pictures.append(_write(folder / name, png))
-    markdown = _write(folder / "report.md", render_markdown(report).encode("utf-8"))
-    page = _write(folder / "report.html", render_html(report, images).encode("utf-8"))
+        pictures.append(atomic.write_bytes(folder / name, png))
+    markdown = atomic.write_bytes(folder / "report.md", render_markdown(report).encode("utf-8"))
+    page = atomic.write_bytes(folder / "report.html", render_html(report, images).encode("utf-8"))
     return ReportFiles(page, markdown, tuple(pictures))
-
-
-def _write(path: Path, content: bytes) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
-    return path

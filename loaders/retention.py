@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from loaders import atomic
 from loaders.contract import Contract, Retention
 from loaders.errors import CiqError
-from loaders.landing import LATEST, MANIFEST, sha256_of, write_atomic
+from loaders.landing import LATEST, MANIFEST, sha256_of
 from loaders.settings import RAW_BATCH, Paths
 from loaders.sniff import TEXT_FORMATS
 from loaders.staging import swap_dir
@@ -230,7 +231,7 @@ def compress_batch(batch: Path, names: tuple[str, ...]) -> None:
                 compression="gzip",
                 gzipped_from=original,
             )
-        write_atomic(work / MANIFEST, json.dumps(manifest, indent=2))
+        atomic.write_text(work / MANIFEST, json.dumps(manifest, indent=2))
         swap_dir(work, batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import duckdb
 
+from loaders import atomic
 from loaders.errors import CiqError
-from loaders.landing import check_run_date, write_atomic
+from loaders.landing import check_run_date
 from loaders.settings import Paths
 from loaders.sql import literal, quote_ident
 from loaders.staging import swap_dir
@@ -91,7 +92,7 @@ def snapshot(paths: Paths, dataset: str, *, today: dt.date | None = None) -> Sna
                 rows[table] = _count(con, dataset, table)
         created = dt.datetime.now(dt.UTC).isoformat()
         manifest = {"dataset": dataset, "date": day, "created_at": created, "rows": rows}
-        write_atomic(work / MANIFEST, json.dumps(manifest, indent=2))
+        atomic.write_text(work / MANIFEST, json.dumps(manifest, indent=2))
         swap_dir(work, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from loaders import atomic
 from loaders.batch_state import STAGED, BatchState, write_state
 from loaders.checks import all_checks, row_failures, row_is_valid, typed
 from loaders.contract import Contract
@@ -115,7 +116,7 @@ def check_columns(source: Source, contract: Contract) -> None:
 
 
 def new_columns(header: list[str], contract: Contract) -> list[str]:
-    """Columns of a file that the contract does not declare (and which are not JSON internals)."""
+    """Columns of a file that the contract does not declare."""
     return [name for name in header if name not in contract.column_names]
 
 
@@ -190,9 +191,7 @@ class FileLoader:
         """New columns staged as text when the contract says `on_new_columns: append`."""
         if self.contract.on_new_columns != "append":
             return []
-        return [
-            name for name in new_columns(source.columns, self.contract) if name in source.columns
-        ]
+        return new_columns(source.columns, self.contract)
 
     def check(self, source: Source, target: Path, appended: list[str]) -> None:
         """Pass 1: cast and check every row, in file order, straight into the staged layout.
@@ -446,7 +445,7 @@ def _publish_staged(new: Path, final: Path, full_load: bool) -> None:
         manifest["files"] = [merged[name] for name in sorted(merged)]
     for produced in new.glob("*.parquet"):
         os.replace(produced, final / produced.name)
-    _atomic_write_text(final / MANIFEST, json.dumps(manifest, indent=2))
+    atomic.write_text(final / MANIFEST, json.dumps(manifest, indent=2))
 
 
 def _record_state(folder: Path, contract: Contract) -> None:
@@ -477,10 +476,4 @@ def write_manifest(
         entry.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
         entries.append(entry)
     manifest = {"dataset": contract.dataset, "contract_sha256": contract.sha256, "files": entries}
-    _atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    atomic.write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
